@@ -1,0 +1,43 @@
+# One-command set-up. `make test` and `make demo` create .venv if missing and
+# install the project into it; `make setup` does only that (fast when done).
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DATA   := ../shared/data
+
+.PHONY: setup test test-fast demo bench clean help
+
+help:
+	@echo "make setup   create .venv and install talking-avatar into it"
+	@echo "make test    set up, then run the whole test suite (what CI runs)"
+	@echo "make demo    set up, then run what exists of the pipeline on a sample video"
+	@echo "make bench   set up, then run the benchmarks recorded in docs/benchmarks.md"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "talking-avatar needs Python 3.11, found " + sys.version.split()[0]' \
+	  || { echo "error: Python 3.11 is required (set PYTHON=/path/to/python3.11)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	@$(BIN)/python -c "import avatar, preprocess, cuda_ext, torch, mediapipe, cv2" \
+	  && echo "installed: $$($(BIN)/avatar --version)"
+	@touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+demo: setup
+	$(BIN)/python -m avatar.demo
+
+bench: setup
+	$(BIN)/avatar bench raster
+	$(BIN)/avatar bench preprocess
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo_out

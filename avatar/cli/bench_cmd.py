@@ -1,0 +1,83 @@
+"""``avatar bench raster|preprocess``: the benchmarks behind docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from avatar.cli.options import add_config_options
+
+
+def add_parser(sub, common) -> None:
+    p = sub.add_parser("bench", parents=[common], help="run a benchmark and print its numbers",
+                       description="Benchmarks whose numbers are recorded in docs/benchmarks.md.")
+    which = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
+
+    r = which.add_parser("raster", parents=[common], help="Gaussian rasteriser and hash grid on CPU",
+                         description="Forward and forward+backward time of the CPU rasteriser on a "
+                                     "synthetic head, the PyTorch reference for comparison, and the hash grid.")
+    r.add_argument("--gaussians", type=int, default=50_000, help="number of Gaussians (default 50000)")
+    r.add_argument("--size", type=int, default=512, help="image width and height, pixels (default 512)")
+    r.add_argument("--repeats", type=int, default=20, help="timed repeats per measurement (median)")
+    r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    r.set_defaults(func=run_raster)
+
+    pp = which.add_parser("preprocess", parents=[common], help="whole preprocessing of a video",
+                          description="Time, peak memory and quality of `avatar preprocess` on one video "
+                                      "(default: ../shared/data/videos/cnn2_25fps.mp4).")
+    pp.add_argument("video", type=Path, nargs="?", default=None, help="video to preprocess")
+    pp.add_argument("--out", type=Path, default=None, help="subject folder (default: a temporary one)")
+    pp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_config_options(pp)
+    pp.set_defaults(func=run_preprocess)
+
+
+def _print(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+    else:
+        width = max(len(k) for k in result)
+        for k, v in result.items():
+            print(f"{k:<{width}}  {v}")
+
+
+def run_raster(args) -> int:
+    import torch
+    from avatar.render.bench import bench_raster
+    from avatar.render.hashgrid_bench import bench_hashgrid
+
+    result = {"machine": _machine()}
+    result.update(bench_raster(gaussians=args.gaussians, width=args.size, height=args.size,
+                               repeats=args.repeats))
+    hg = bench_hashgrid(repeats=args.repeats)
+    result.update({k: v for k, v in hg.items() if k.startswith("hashgrid")})
+    result["torch_threads"] = torch.get_num_threads()
+    _print(result, args.json)
+    return 0
+
+
+def run_preprocess(args) -> int:
+    from avatar.settings import load_config
+    from preprocess.bench import bench_preprocess, default_video
+
+    video = args.video or default_video()
+    cfg = load_config(args.config, args.overrides)
+    result = {"machine": _machine()}
+    result.update(bench_preprocess(video, cfg.preprocess, out=args.out))
+    _print(result, args.json)
+    return 0
+
+
+def _machine() -> str:
+    import os
+    import platform
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"

@@ -1,0 +1,67 @@
+"""The ``avatar`` command: global flags, subcommand dispatch, error handling.
+
+Each subcommand lives in its own module in this package with two functions:
+``add_parser(subparsers)`` and ``run(args) -> int``. A subcommand is listed
+here only once it really works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+
+from avatar import __version__
+from avatar.errors import UserError
+
+SUBCOMMANDS = ("preprocess", "inspect", "bench", "config")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="avatar",
+        description="Person-specific 3D Gaussian talking-head avatars, offline on a CPU.",
+        epilog="Run `avatar COMMAND --help` for a command's options.")
+    parser.add_argument("--version", action="version", version=f"talking-avatar {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("output")
+    g.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors, no progress bars")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug messages")
+    g.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    import importlib
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"avatar.cli.{name}_cmd").add_parser(sub, common)
+    return parser
+
+
+def setup_logging(quiet: bool, verbose: bool) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="[avatar] %(message)s", stream=sys.stderr, force=True)
+    if quiet:
+        os.environ["AVATAR_QUIET"] = "1"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {e.problem}", file=sys.stderr)
+        if e.fix:
+            print(f"  fix: {e.fix}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: finished stages are kept; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

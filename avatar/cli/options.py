@@ -1,0 +1,14 @@
+"""Options shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("config")
+    g.add_argument("--config", default="default", metavar="PRESET",
+                   help="preset name in configs/ (default, fast) or a path to a YAML file")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set preprocess.decode.size=256 "
+                        "(repeatable; `avatar config` lists them all)")

@@ -1,0 +1,69 @@
+"""Compiled kernels of talking-avatar (C++17 + OpenMP on CPU).
+
+Each kernel lives in ``csrc/<name>.cpp`` and is built with
+``torch.utils.cpp_extension.load`` the first time it is used, then cached on
+disk (``$AVATAR_CACHE_DIR`` or ``~/.cache/talking-avatar``) so later imports
+take milliseconds. The Python-facing autograd functions live in
+``avatar/render/``; this package only compiles and hands back the raw module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import threading
+from pathlib import Path
+from types import ModuleType
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+_LOCK = threading.Lock()
+_MODULES: dict[str, ModuleType] = {}
+
+CFLAGS = ["-O3", "-std=c++17", "-fopenmp", "-march=native", "-fno-math-errno",
+          "-ffp-contract=fast", "-Wno-unknown-pragmas"]
+LDFLAGS = ["-fopenmp"]
+
+
+def cache_dir() -> Path:
+    """Folder for compiled extensions (and other caches)."""
+    root = os.environ.get("AVATAR_CACHE_DIR") or os.path.join(Path.home(), ".cache", "talking-avatar")
+    return Path(root)
+
+
+def _source_hash(sources: list[Path]) -> str:
+    h = hashlib.sha1()
+    for s in sources:
+        h.update(s.read_bytes())
+    h.update(" ".join(CFLAGS).encode())
+    return h.hexdigest()[:12]
+
+
+def load(name: str) -> ModuleType:
+    """Compile (once) and import the extension built from ``csrc/<name>*.cpp``.
+
+    Sources are every ``csrc/<name>*.cpp`` plus shared headers in ``csrc/``; the
+    build folder is keyed by a hash of them, so editing a kernel rebuilds it.
+    """
+    with _LOCK:
+        if name in _MODULES:
+            return _MODULES[name]
+        from torch.utils.cpp_extension import load as torch_load
+
+        sources = sorted(CSRC.glob(f"{name}*.cpp"))
+        if not sources:
+            raise FileNotFoundError(f"no sources for extension {name!r} in {CSRC}")
+        headers = sorted(CSRC.glob("*.h"))
+        key = _source_hash(sources + headers)
+        build = cache_dir() / "ext" / f"{name}-{key}"
+        build.mkdir(parents=True, exist_ok=True)
+        modname = f"avatar_{name}_{key}"
+        if not any(build.glob(f"{modname}*.so")):
+            print(f"[avatar] compiling the {name} kernel (first use only, about a minute)...",
+                  file=sys.stderr, flush=True)
+        module = torch_load(name=modname, sources=[str(s) for s in sources],
+                            extra_cflags=CFLAGS, extra_ldflags=LDFLAGS,
+                            extra_include_paths=[str(CSRC)], build_directory=str(build),
+                            verbose=os.environ.get("AVATAR_VERBOSE_BUILD") == "1")
+        _MODULES[name] = module
+        return module
