@@ -47,6 +47,9 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.verbose:
+        from avatar.cli.native_log import filter_native_stderr
+        filter_native_stderr()
     setup_logging(args.quiet, args.verbose)
     try:
         return int(args.func(args) or 0)

@@ -1,0 +1,154 @@
+"""`avatar preprocess` end to end on real clips, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from preprocess.subject import FORMAT_VERSION, Subject
+from tests.conftest import data_file
+
+pytestmark = pytest.mark.slow
+
+AVATAR = Path(sys.executable).with_name("avatar")
+INSPECT_FIELDS = ("frames", "fps", "duration_s", "width", "height", "tracked_fraction",
+                  "reprojection_px", "pose_jitter_deg", "focal_px", "train_frames", "val_frames",
+                  "audio_sample_rate", "audio_feature_fps")
+
+
+def avatar(*args: str) -> subprocess.CompletedProcess:
+    exe = [str(AVATAR)] if AVATAR.exists() else [sys.executable, "-m", "avatar.cli.main"]
+    return subprocess.run(exe + [str(a) for a in args], capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def may(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("may") / "subject"
+    r = avatar("preprocess", data_file("videos", "may_5s.mp4"), "--out", out)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_folder_is_complete(may):
+    for name in ("manifest.json", "config.yaml", "video.json", "audio.wav", "landmarks.npz",
+                 "tracking.npz", "audio_features.npz", "background.png", "preview.mp4"):
+        assert (may / name).exists(), name
+    s = Subject(may)
+    assert s.manifest["format_version"] == FORMAT_VERSION
+    assert len(list((may / "frames").glob("*.jpg"))) == s.n_frames == 125
+    assert len(list((may / "labels").glob("*.png"))) == s.n_frames
+    assert s.frame(0).shape == (512, 512, 3) and s.labels(0).shape == (512, 512)
+    assert not list(may.rglob("*.tmp*")), "temporary files left behind"
+
+
+def test_inspect_json_has_every_field(may):
+    r = avatar("inspect", may, "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    for key in INSPECT_FIELDS:
+        assert info[key] is not None, key
+    assert info["frames"] == 125 and info["fps"] == 25 and info["width"] == info["height"] == 512
+    assert info["duration_s"] == pytest.approx(5.0, abs=0.05)
+    assert info["tracked_fraction"] >= 0.99
+    assert info["reprojection_px"] < 2.0
+    assert 200 < info["focal_px"] < 5000
+    assert info["train_frames"] + info["val_frames"] == 125
+    assert 8 <= info["val_frames"] <= 16
+    assert info["audio_sample_rate"] == 16000 and info["audio_feature_fps"] == 25
+    human = avatar("inspect", may)
+    assert human.returncode == 0 and "reprojection" in human.stdout
+
+
+def test_split_holds_out_the_end(may):
+    s = Subject(may)
+    assert s.train_frames.max() < s.val_frames.min()
+    assert s.val_frames.max() == s.n_frames - 1
+
+
+def test_tracking_arrays(may):
+    s = Subject(may)
+    t = s.tracking
+    n = s.n_frames
+    assert t["viewmats"].shape == (n, 4, 4) and t["expr"].shape[0] == n
+    R = t["viewmats"][:, :3, :3]
+    assert np.allclose(R @ R.transpose(0, 2, 1), np.eye(3), atol=1e-4)
+    assert np.allclose(np.linalg.det(R), 1.0, atol=1e-4)
+    assert t["verts"].shape == (n, 478, 3) and np.isfinite(t["verts"]).all()
+    assert t["landmarks2d"].shape == (n, 478, 2)
+    # the head is in front of the camera, about half a metre to a few metres away
+    assert (t["viewmats"][:, 2, 3] > 0.2).all() and (t["viewmats"][:, 2, 3] < 5).all()
+
+
+def test_stabilised_pose_is_smoother_than_pnp(may):
+    m = Subject(may).manifest
+    assert m["pose_jitter_deg"] < m["pnp_pose_jitter_deg"]
+
+
+def test_mouth_moves_with_the_voice(may):
+    s = Subject(may)
+    mouth = s.tracking["mouth_open"]
+    feats = s.audio_features
+    energy, vad = feats["energy_db"], feats["vad"]
+    assert mouth.shape == energy.shape == (s.n_frames,)
+    assert mouth.std() > 0.01 * max(mouth.mean(), 1e-6)
+    # smoothed mouth opening correlates with smoothed speech energy
+    k = np.ones(5) / 5
+    r = np.corrcoef(np.convolve(mouth, k, "same"), np.convolve(energy, k, "same"))[0, 1]
+    assert r > 0.2, f"mouth-openness vs energy correlation {r:.2f}"
+    assert vad.mean() > 0.3  # she talks most of the clip
+
+
+def test_labels_and_background(may):
+    s = Subject(may)
+    labels = s.labels(60)
+    assert set(np.unique(labels)) <= {0, 1, 2, 3, 4}
+    assert (labels == 1).mean() > 0.05 and (labels == 0).mean() > 0.05
+    plate = s.background()
+    frame = s.frame(60).astype(np.float32)
+    bg = labels == 0
+    assert np.abs(plate.astype(np.float32)[bg] - frame[bg]).mean() < 12
+
+
+def test_rerun_resumes_without_redoing_stages(may):
+    before = {p.name: p.read_text() for p in (may / ".stages").glob("*.json")}
+    r = avatar("preprocess", data_file("videos", "may_5s.mp4"), "--out", may)
+    assert r.returncode == 0, r.stderr
+    after = {p.name: p.read_text() for p in (may / ".stages").glob("*.json")}
+    assert before == after, "a finished stage was redone"
+    assert "cached" in r.stderr
+
+
+def test_force_redoes_a_stage_and_what_depends_on_it(may):
+    before = {p.stem: json.loads(p.read_text()) for p in (may / ".stages").glob("*.json")}
+    r = avatar("preprocess", data_file("videos", "may_5s.mp4"), "--out", may, "--force", "background")
+    assert r.returncode == 0, r.stderr
+    after = {p.stem: json.loads(p.read_text()) for p in (may / ".stages").glob("*.json")}
+    assert after["background"]["finished"] >= before["background"]["finished"]
+    assert after["background"]["key"] != before["background"]["key"]
+    for untouched in ("decode", "landmarks", "tracking", "segmentation", "audio", "preview"):
+        assert after[untouched] == before[untouched], untouched
+
+
+def test_a_different_video_into_the_same_folder_is_refused(may):
+    r = avatar("preprocess", data_file("videos", "trump_10s.mp4"), "--out", may)
+    assert r.returncode != 0 and "different subject" in r.stderr
+    assert (may / "manifest.json").exists()
+
+
+def test_trump_48khz(tmp_path):
+    out = tmp_path / "trump"
+    r = avatar("preprocess", data_file("videos", "trump_10s.mp4"), "--out", out, "--config", "fast")
+    assert r.returncode == 0, r.stderr
+    s = Subject(out)
+    assert s.manifest["source_info"]["audio_sample_rate"] == 48000
+    assert s.manifest["audio_sample_rate"] == 16000
+    assert s.n_frames == 250 and s.manifest["tracked_fraction"] >= 0.99
+    import soundfile as sf
+    info = sf.info(str(out / "audio.wav"))
+    assert info.samplerate == 16000 and info.channels == 1
+    assert info.duration == pytest.approx(10.0, abs=0.1)
