@@ -62,6 +62,8 @@ class DecodeConfig:
     """Smallest accepted median face-box side in source pixels; smaller faces carry too little detail."""
     detection_max_side_px: int = 1024
     """Sampled frames are downscaled to at most this side before detection (the detector runs at 192 px anyway)."""
+    max_duration_s: float | None = None
+    """Use only the first this many seconds of the video (None: all of it); for quick tries and tests."""
     max_several_faces_fraction: float = 0.5
     """Refuse the video when more than this share of sampled frames show a second face at least half as large as the first."""
 
@@ -266,6 +268,8 @@ def probe_video(path: str | Path, cfg: DecodeConfig = DecodeConfig()) -> VideoIn
     if duration < cfg.min_duration_s:
         raise UserError(f"{path} is too short ({duration:.1f} s)",
                         f"give at least {cfg.min_duration_s:.0f} s of video (a few minutes works best)")
+    if cfg.max_duration_s is not None:
+        duration = min(duration, cfg.max_duration_s)
     width, height = video["width"], video["height"]
     if round(video["rotation"]) % 180 != 0:  # ffmpeg auto-rotates frames on decode
         width, height = height, width

@@ -93,6 +93,8 @@ def run_decode(ctx: StageContext) -> None:
 
     audio_source = ctx.audio or ctx.video
     wav = decode.decode_audio(audio_source, cfg.audio_sample_rate)
+    if wav is not None and cfg.max_duration_s is not None:
+        wav = wav[: int(round(n / cfg.fps * cfg.audio_sample_rate))]
     if ctx.paths.audio.exists():
         ctx.paths.audio.unlink()
     if wav is None:

@@ -96,10 +96,13 @@ def test_mouth_moves_with_the_voice(may):
     energy, vad = feats["energy_db"], feats["vad"]
     assert mouth.shape == energy.shape == (s.n_frames,)
     assert mouth.std() > 0.01 * max(mouth.mean(), 1e-6)
-    # smoothed mouth opening correlates with smoothed speech energy
-    k = np.ones(5) / 5
-    r = np.corrcoef(np.convolve(mouth, k, "same"), np.convolve(energy, k, "same"))[0, 1]
-    assert r > 0.2, f"mouth-openness vs energy correlation {r:.2f}"
+    # the mouth moves while she speaks and rests in the pauses (mouth *opening* itself barely
+    # tracks loudness: people pause with their lips apart)
+    motion = np.abs(np.diff(mouth))
+    speaking = vad[1:] > 0.5
+    assert speaking.any() and (~speaking).any()
+    ratio = motion[speaking].mean() / motion[~speaking].mean()
+    assert ratio > 2.0, f"mouth motion in speech / in pauses = {ratio:.2f}"
     assert vad.mean() > 0.3  # she talks most of the clip
 
 
