@@ -20,7 +20,7 @@ import soundfile as sf
 
 from avatar.errors import UserError
 from avatar.progress import progress
-from preprocess.subject import (SubjectPaths, read_image, write_image, write_json, write_npz,
+from preprocess.subject import (SubjectPaths, read_image, read_npz, write_image, write_json, write_npz,
                                 FRAME_PATTERN, LABEL_PATTERN)
 
 if TYPE_CHECKING:  # the stage modules import heavy libraries; keep `avatar --help` fast
@@ -56,8 +56,7 @@ class StageContext:
         return read_image(self.paths.label(i))
 
     def load(self, path: Path) -> dict[str, np.ndarray]:
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files}
+        return read_npz(path)
 
 
 def _fresh_dir(path: Path) -> Path:

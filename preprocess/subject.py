@@ -116,6 +116,12 @@ def write_image(path: Path, image: np.ndarray, jpeg_quality: int = 95) -> None:
         raise OSError(f"could not write {path}")
 
 
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """All arrays of an .npz file, loaded (the file is closed again)."""
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
 def read_image(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB for colour files, (H, W) uint8 for single-channel ones."""
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -146,7 +152,7 @@ class Subject:
         version = self.manifest.get("format_version")
         if version != FORMAT_VERSION:
             raise UserError(f"{root} uses subject format {version}, this version reads {FORMAT_VERSION}",
-                            f"re-run `avatar preprocess` to rebuild it")
+                            "re-run `avatar preprocess` to rebuild it")
 
     @property
     def n_frames(self) -> int:
@@ -170,20 +176,17 @@ class Subject:
 
     @cached_property
     def tracking(self) -> dict[str, np.ndarray]:
-        with np.load(self.paths.tracking) as z:
-            return {k: z[k] for k in z.files}
+        return read_npz(self.paths.tracking)
 
     @cached_property
     def landmarks(self) -> dict[str, np.ndarray]:
-        with np.load(self.paths.landmarks) as z:
-            return {k: z[k] for k in z.files}
+        return read_npz(self.paths.landmarks)
 
     @cached_property
     def audio_features(self) -> dict[str, np.ndarray] | None:
         if not self.paths.audio_features.exists():
             return None
-        with np.load(self.paths.audio_features) as z:
-            return {k: z[k] for k in z.files}
+        return read_npz(self.paths.audio_features)
 
     @property
     def train_frames(self) -> np.ndarray:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import read_frames
+
 from preprocess.background import BackgroundConfig, estimate_background, fill_holes, masked_median, sample_indices
 from preprocess.segmentation import LABEL_BACKGROUND, Segmenter
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def test_masked_median_matches_numpy():
@@ -53,13 +53,7 @@ def test_sample_indices_spread_over_the_clip():
 @pytest.fixture(scope="module")
 def clip():
     """(frames, labels) of every 4th frame of may_5s.mp4, labels from real selfie segmentation."""
-    video = DATA / "videos" / "may_5s.mp4"
-    if not video.exists():
-        pytest.skip(f"test data not found at {video} (the shared data folder is absent on this machine)")
-    import imageio.v2 as imageio
-    reader = imageio.get_reader(video)
-    frames = [f for i, f in enumerate(reader) if i % 4 == 0]
-    reader.close()
+    frames = read_frames("videos", "may_5s.mp4", step=4)
     with Segmenter() as seg:
         labels = [seg(f, None) for f in frames]
     return frames, labels

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import read_frames
+
 from avatar.camera import intrinsics
 from preprocess.preview import write_preview
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 N_FRAMES = 12
 SIZE = 512
 
@@ -18,13 +19,7 @@ SIZE = 512
 @pytest.fixture(scope="module")
 def clip():
     """Frames, labels and plausible per-frame annotations for the first frames of may_5s.mp4."""
-    video = DATA / "videos" / "may_5s.mp4"
-    if not video.exists():
-        pytest.skip(f"test data not found at {video} (the shared data folder is absent on this machine)")
-    import imageio.v2 as imageio
-    reader = imageio.get_reader(video)
-    frames = [reader.get_data(i) for i in range(N_FRAMES)]
-    reader.close()
+    frames = read_frames("videos", "may_5s.mp4", limit=N_FRAMES)
     labels = np.zeros((SIZE, SIZE), np.uint8)
     labels[300:, :] = 2  # a band of "torso" to check that the overlay is drawn
     rng = np.random.default_rng(0)
