@@ -1,0 +1,83 @@
+// Per-tile helpers shared by the compositing forward and backward passes.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "rasterize.h"
+#include "rasterize_simd.h"
+
+namespace avatar_raster {
+
+// Slack on a Gaussian's row range (see rasterize_bin.cpp for the same idea on tiles).
+constexpr float kRowSlackRelative = 1e-3f;
+constexpr float kRowSlackAbsolute = 1e-3f;
+
+// Where a tile lies in the batch of images.
+struct TileLocation {
+    int camera;
+    int x0, y0;       // first pixel
+    int cols, rows;   // pixels inside the image (<= kTileSize)
+    int64_t first_slot, n_slots;
+
+    TileLocation(const ImageGeometry& img, const TileLists& tl, int64_t tile) {
+        const int per_camera = img.tiles_per_camera();
+        camera = static_cast<int>(tile / per_camera);
+        const int t = static_cast<int>(tile % per_camera);
+        x0 = (t % img.tiles_x()) * kTileSize;
+        y0 = (t / img.tiles_x()) * kTileSize;
+        cols = std::min(kTileSize, img.width - x0);
+        rows = std::min(kTileSize, img.height - y0);
+        first_slot = tl.tile_offsets[tile];
+        n_slots = tl.tile_offsets[tile + 1] - first_slot;
+    }
+
+    int64_t pixel(const ImageGeometry& img, int r, int col) const {  // flat (C, H, W) index
+        return (static_cast<int64_t>(camera) * img.height + y0 + r) * img.width + x0 + col;
+    }
+
+    float pixel_y(int r) const { return y0 + r + 0.5f; }
+};
+
+// A run of a tile's Gaussians (slots [begin, begin + size)), front to back, gathered into
+// contiguous arrays so the per-row loops read them without indirection.
+struct TileGaussians {
+    std::vector<float> mx, my, half_a, b, half_c, opacity, depth;
+    std::vector<const float*> color;
+    std::vector<int> row_lo, row_hi;  // rows of the tile the footprint can reach (inclusive)
+
+    void gather(const Splats& sp, const TileLists& tl, const TileLocation& loc, int64_t begin,
+                int64_t size) {
+        resize(size);
+        const int64_t base = static_cast<int64_t>(loc.camera) * sp.gaussians;
+        const float* colors = sp.colors + loc.camera * sp.color_camera_stride;
+        for (int64_t j = 0; j < size; ++j) {
+            const int64_t g = tl.tile_gauss[loc.first_slot + begin + j];
+            const int64_t cg = base + g;
+            mx[j] = sp.means2d[2 * cg];
+            my[j] = sp.means2d[2 * cg + 1];
+            half_a[j] = 0.5f * sp.conics[3 * cg];
+            b[j] = sp.conics[3 * cg + 1];
+            half_c[j] = 0.5f * sp.conics[3 * cg + 2];
+            opacity[j] = sp.opacities[g];
+            depth[j] = sp.depths[cg];
+            color[j] = colors + g * sp.channels;
+            // Rows whose pixel centre lies within the footprint's vertical half-extent.
+            const float ey = sp.extents[2 * cg + 1] * (1.f + kRowSlackRelative) + kRowSlackAbsolute;
+            const float rel = my[j] - loc.pixel_y(0);
+            row_lo[j] = std::max(0, static_cast<int>(std::ceil(rel - ey)));
+            row_hi[j] = std::min(loc.rows - 1, static_cast<int>(std::floor(rel + ey)));
+        }
+    }
+
+  private:
+    void resize(int64_t n) {
+        for (auto* v : {&mx, &my, &half_a, &b, &half_c, &opacity, &depth}) v->resize(n);
+        color.resize(n);
+        row_lo.resize(n);
+        row_hi.resize(n);
+    }
+};
+
+}  // namespace avatar_raster
