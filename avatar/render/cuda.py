@@ -27,11 +27,14 @@ def rasterization_cuda(means: Tensor, quats: Tensor, scales: Tensor, opacities: 
     renders, alphas, info = gsplat_rasterization(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height,
         near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, packed=False,
-        tile_size=tile_size, backgrounds=backgrounds, render_mode="RGB+D",
+        tile_size=tile_size, backgrounds=None, render_mode="RGB+D",
         rasterize_mode="classic")
     radii = info["radii"]
     if radii.dim() == 3:  # gsplat >= 1.5 gives per-axis radii
         radii = radii.amax(dim=-1)
     meta = {"depths": renders[..., -1:], "means2d": info["means2d"], "radii": radii.int(),
             "depths_gauss": info["depths"], "conics": info["conics"]}
-    return renders[..., :-1], alphas, meta
+    colors_out = renders[..., :-1]
+    if backgrounds is not None:  # composited here so the depth channel never sees it
+        colors_out = colors_out + (1.0 - alphas) * backgrounds[:, None, None, :]
+    return colors_out, alphas, meta
