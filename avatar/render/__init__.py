@@ -3,3 +3,4 @@
 from .rasterize import rasterization
 
 __all__ = ["rasterization"]
+from .hashgrid import HashGrid, HashGridConfig, hash_grid_encode  # noqa: E402,F401

@@ -1,0 +1,422 @@
+// Multi-resolution hash-grid encoding (Instant-NGP) on the CPU: forward and backward.
+//
+// The Python side (avatar/render/hashgrid.py) owns the level layout and passes it
+// in as three small tensors, so this file and the PyTorch reference
+// (avatar/render/hashgrid_reference.py) cannot disagree about it:
+//
+//   resolutions (L,)   int64  grid cells per axis at level l; vertices are 0..res
+//   offsets     (L+1,) int64  first table row of level l; level l owns rows
+//                             [offsets[l], offsets[l+1])
+//   hashed      (L,)   uint8  1: rows = 2^T, vertex -> row by the spatial hash
+//                             0: rows = (res+1)^3, vertex -> row densely (x fastest)
+//
+// Per point and level: p = clamp(x, 0, 1) * res, cell i = min(floor(p), res - 1),
+// fraction f = p - i in [0, 1], and the output is the trilinear blend of the 8
+// corner rows. The clamp maps NaN to 0 so a bad input can never index out of range.
+//
+// Determinism: every output value and every x gradient is computed by one thread
+// in a fixed order, and the table gradient is built one level per task (levels own
+// disjoint rows) with a sequential scatter over points, so results are bitwise
+// identical across runs and thread counts without atomics.
+//
+// Speed: with T = 19 a hashed level is 4 MB, so nearly every corner is a cache
+// miss and the kernel is bound by memory latency, not arithmetic. Hence: levels
+// are walked one at a time (a level's table stays partly in L2), corner rows are
+// computed a batch ahead so that they can be prefetched, and index arithmetic is
+// vectorised over the batch.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
+namespace {
+
+constexpr uint32_t kPrimeY = 2654435761u;  // Instant-NGP primes; x uses 1
+constexpr uint32_t kPrimeZ = 805459861u;
+constexpr int kBatch = 256;         // points located together (the Batch fits in L1)
+constexpr int kPrefetchAhead = 16;  // points between a row's prefetch and its use
+
+struct Level {
+  float res;           // cells per axis, as the multiplier of x
+  int32_t last_cell;   // res - 1: the cell used at x == 1
+  int64_t offset;      // first table row of the level
+  uint32_t stride_y;   // dense: rows per y step, res + 1
+  uint32_t stride_z;   // dense: rows per z step, (res + 1)^2
+  uint32_t mask;       // hashed: rows - 1 (rows is a power of two)
+  bool hashed;
+};
+
+std::vector<Level> make_levels(const torch::Tensor& resolutions, const torch::Tensor& offsets,
+                               const torch::Tensor& hashed) {
+  TORCH_CHECK(resolutions.dtype() == torch::kInt64 && offsets.dtype() == torch::kInt64,
+              "resolutions and offsets must be int64");
+  TORCH_CHECK(hashed.dtype() == torch::kUInt8, "hashed must be uint8");
+  const int64_t L = resolutions.numel();
+  TORCH_CHECK(offsets.numel() == L + 1 && hashed.numel() == L, "layout tensors disagree on L");
+  const auto r = resolutions.contiguous(), o = offsets.contiguous(), h = hashed.contiguous();
+  const int64_t* rp = r.data_ptr<int64_t>();
+  const int64_t* op = o.data_ptr<int64_t>();
+  const uint8_t* hp = h.data_ptr<uint8_t>();
+  std::vector<Level> levels(L);
+  for (int64_t l = 0; l < L; ++l) {
+    const int64_t res = rp[l], rows = op[l + 1] - op[l];
+    TORCH_CHECK(res >= 1 && res < (1 << 20), "resolution out of range at level ", l);
+    Level& lv = levels[l];
+    lv.res = static_cast<float>(res);
+    lv.last_cell = static_cast<int32_t>(res - 1);
+    lv.offset = op[l];
+    lv.hashed = hp[l] != 0;
+    lv.stride_y = static_cast<uint32_t>(res + 1);
+    lv.stride_z = static_cast<uint32_t>((res + 1) * (res + 1));
+    lv.mask = static_cast<uint32_t>(rows - 1);
+    if (lv.hashed) {
+      TORCH_CHECK(rows > 0 && rows <= (int64_t(1) << 30) && (rows & (rows - 1)) == 0,
+                  "hashed level ", l, " needs 2^T rows, T <= 30");
+    } else {
+      TORCH_CHECK(rows == (res + 1) * (res + 1) * (res + 1) && rows <= (int64_t(1) << 30),
+                  "dense level ", l, " needs (res+1)^3 rows");
+    }
+  }
+  return levels;
+}
+
+// Corner rows and weights of a batch of points at one level, as structure of
+// arrays so that the loops over points vectorise.
+struct Batch {
+  uint32_t row[8][kBatch];  // row within the level of corner c = bit0 (x) | bit1 (y) | bit2 (z)
+  float w[8][kBatch];       // trilinear weight of the corner
+  float f[3][kBatch];       // fraction within the cell per axis
+  float inside[3][kBatch];  // 1 where 0 <= x <= 1 on the axis (the clamp passes gradient), else 0
+};
+
+template <bool Hashed>
+void locate_batch(const Level& lv, const float* x, int n, Batch& b) {
+  // Per axis, the two vertex terms of the row index: hashed, x * 1, y * kPrimeY and
+  // z * kPrimeZ (combined by xor); dense, x, y * (res+1) and z * (res+1)^2 (summed).
+  const uint32_t step[3] = {1u, Hashed ? kPrimeY : lv.stride_y, Hashed ? kPrimeZ : lv.stride_z};
+#pragma omp simd
+  for (int p = 0; p < n; ++p) {
+    uint32_t term[3][2];
+    float weight[3][2];
+#pragma GCC unroll 3
+    for (int d = 0; d < 3; ++d) {
+      const float v = x[3 * p + d];
+      b.inside[d][p] = (v >= 0.f && v <= 1.f) ? 1.f : 0.f;
+      float c = v > 0.f ? v : 0.f;  // written so that NaN becomes 0
+      c = c < 1.f ? c : 1.f;
+      const float pos = c * lv.res;
+      int32_t i = static_cast<int32_t>(pos);  // pos >= 0: truncation is floor
+      i = i < lv.last_cell ? i : lv.last_cell;
+      const float f = pos - static_cast<float>(i);
+      b.f[d][p] = f;
+      term[d][0] = static_cast<uint32_t>(i) * step[d];
+      term[d][1] = term[d][0] + step[d];
+      weight[d][0] = 1.f - f;
+      weight[d][1] = f;
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; ++c) {
+      const int bx = c & 1, by = (c >> 1) & 1, bz = c >> 2;
+      b.row[c][p] = Hashed ? ((term[0][bx] ^ term[1][by] ^ term[2][bz]) & lv.mask)
+                           : term[0][bx] + term[1][by] + term[2][bz];
+      b.w[c][p] = weight[0][bx] * weight[1][by] * weight[2][bz];
+    }
+  }
+}
+
+void locate(const Level& lv, const float* x, int n, Batch& b) {
+  if (lv.hashed)
+    locate_batch<true>(lv, x, n, b);
+  else
+    locate_batch<false>(lv, x, n, b);
+}
+
+// One table row as a single vector value: a row is read, updated and written
+// as a unit rather than feature by feature. (Declared through a struct: GCC
+// ignores a dependent vector_size written directly on an alias template.)
+template <int F>
+struct FeatureVector {
+  typedef float type __attribute__((vector_size(F * sizeof(float))));
+};
+template <int F>
+using Features = typename FeatureVector<F>::type;
+static_assert(sizeof(Features<2>) == 2 * sizeof(float), "feature vector must hold a whole row");
+
+template <int F>
+inline Features<F> load_features(const float* p) {
+  Features<F> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <int F>
+inline void store_features(float* p, const Features<F>& v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+// The rows of point p's 8 corners, requested ahead of use: hiding the latency of
+// these cache misses is most of the kernel's speed.
+template <int F, bool ForWrite>
+inline void prefetch_corners(const float* level_table, const Batch& b, int p) {
+  for (int c = 0; c < 8; ++c)
+    __builtin_prefetch(level_table + static_cast<int64_t>(b.row[c][p]) * F, ForWrite ? 1 : 0, 3);
+}
+
+int num_threads() { return std::max(1, at::get_num_threads()); }
+
+// Calls body(level, first_point, batch_size, located_batch) for every level and
+// every batch of points: each thread takes one contiguous range of points and
+// walks it level by level, so that one level's table is hot at a time.
+template <typename Body>
+void for_each_level_batch(const std::vector<Level>& levels, const float* x, int64_t n,
+                          const Body& body) {
+  const int threads = num_threads();
+  const int64_t per_thread = ((n + threads - 1) / threads + kBatch - 1) / kBatch * kBatch;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int t = 0; t < threads; ++t) {
+    const int64_t begin = t * per_thread, end = std::min(n, begin + per_thread);
+    Batch b;
+    for (int64_t l = 0; l < static_cast<int64_t>(levels.size()); ++l) {
+      for (int64_t first = begin; first < end; first += kBatch) {
+        const int m = static_cast<int>(std::min<int64_t>(kBatch, end - first));
+        locate(levels[l], x + 3 * first, m, b);
+        body(l, first, m, b);
+      }
+    }
+  }
+}
+
+template <int F>
+void forward_impl(const std::vector<Level>& levels, const float* x, const float* table, float* out,
+                  int64_t n) {
+  const int64_t L = static_cast<int64_t>(levels.size());
+  for_each_level_batch(levels, x, n, [&](int64_t l, int64_t first, int m, const Batch& b) {
+    const float* level_table = table + levels[l].offset * F;
+    float* o = out + first * L * F + l * F;
+    for (int p = 0; p < m; ++p) {
+      if (p + kPrefetchAhead < m) prefetch_corners<F, false>(level_table, b, p + kPrefetchAhead);
+      Features<F> acc = {};
+      for (int c = 0; c < 8; ++c)
+        acc += b.w[c][p] * load_features<F>(level_table + static_cast<int64_t>(b.row[c][p]) * F);
+      store_features<F>(o + p * L * F, acc);
+    }
+  });
+}
+
+// grad_x must arrive zero-filled; levels are added in ascending order per point.
+template <int F>
+void backward_x_impl(const std::vector<Level>& levels, const float* x, const float* table,
+                     const float* grad_out, float* grad_x, int64_t n) {
+  const int64_t L = static_cast<int64_t>(levels.size());
+  for_each_level_batch(levels, x, n, [&](int64_t l, int64_t first, int m, const Batch& b) {
+    const float* level_table = table + levels[l].offset * F;
+    const float* g = grad_out + first * L * F + l * F;
+    // s[c][p]: d loss / d (weight of corner c)
+    float s[8][kBatch];
+    for (int p = 0; p < m; ++p) {
+      if (p + kPrefetchAhead < m) prefetch_corners<F, false>(level_table, b, p + kPrefetchAhead);
+      for (int c = 0; c < 8; ++c) {
+        const float* row = level_table + static_cast<int64_t>(b.row[c][p]) * F;
+        float acc = 0.f;
+        for (int k = 0; k < F; ++k) acc += g[p * L * F + k] * row[k];
+        s[c][p] = acc;
+      }
+    }
+    const float res = levels[l].res;
+    for (int d = 0; d < 3; ++d) {
+      const int d1 = (d + 1) % 3, d2 = (d + 2) % 3;
+#pragma omp simd
+      for (int p = 0; p < m; ++p) {
+        // d w_c / d f_d = (+1 or -1) * the product of the other two axes' factors
+        float dw = 0.f;
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; ++c) {
+          const float g1 = ((c >> d1) & 1) ? b.f[d1][p] : 1.f - b.f[d1][p];
+          const float g2 = ((c >> d2) & 1) ? b.f[d2][p] : 1.f - b.f[d2][p];
+          dw += (((c >> d) & 1) ? s[c][p] : -s[c][p]) * g1 * g2;
+        }
+        grad_x[3 * (first + p) + d] += dw * res * b.inside[d][p];
+      }
+    }
+  });
+}
+
+// Levels sorted by decreasing row count, so that dynamic scheduling hands out the
+// big (hashed, cache-missing) levels first and the small dense ones fill the gaps.
+std::vector<int64_t> levels_largest_first(const std::vector<Level>& levels,
+                                          const int64_t* offsets) {
+  std::vector<int64_t> order(levels.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return offsets[a + 1] - offsets[a] > offsets[b + 1] - offsets[b];
+  });
+  return order;
+}
+
+// (N, L, F) -> (L, N, F), so that each level task of the table gradient streams its
+// own 0.5 MB of output gradient instead of striding through all of it. (torch's
+// generic strided copy of this shape is several times slower.)
+void split_by_level(const float* src, float* dst, int64_t n, int64_t L, int64_t F) {
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (int64_t first = 0; first < n; first += kBatch) {
+    const int64_t end = std::min(n, first + kBatch);
+    for (int64_t l = 0; l < L; ++l)
+      for (int64_t p = first; p < end; ++p)
+        for (int64_t k = 0; k < F; ++k) dst[(l * n + p) * F + k] = src[(p * L + l) * F + k];
+  }
+}
+
+// grad_table must arrive zero-filled; grad_by_level is (L, N, F).
+template <int F>
+void backward_table_impl(const std::vector<Level>& levels, const int64_t* offsets,
+                         const float* x, const float* grad_by_level, float* grad_table,
+                         int64_t n) {
+  const int64_t L = static_cast<int64_t>(levels.size());
+  const std::vector<int64_t> order = levels_largest_first(levels, offsets);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads())
+  for (int64_t k = 0; k < L; ++k) {
+    const int64_t l = order[k];
+    float* level_grad = grad_table + levels[l].offset * F;
+    Batch b;
+    for (int64_t first = 0; first < n; first += kBatch) {
+      const int m = static_cast<int>(std::min<int64_t>(kBatch, n - first));
+      locate(levels[l], x + 3 * first, m, b);
+      const float* g = grad_by_level + (l * n + first) * F;
+      // Sequential over points: a fixed order of additions per row, any thread count.
+      for (int p = 0; p < m; ++p) {
+        if (p + kPrefetchAhead < m) prefetch_corners<F, true>(level_grad, b, p + kPrefetchAhead);
+        const Features<F> gp = load_features<F>(g + p * F);
+        for (int c = 0; c < 8; ++c) {
+          float* row = level_grad + static_cast<int64_t>(b.row[c][p]) * F;
+          store_features<F>(row, load_features<F>(row) + b.w[c][p] * gp);
+        }
+      }
+    }
+  }
+}
+
+// A zero-filled float32 tensor mapped straight from the kernel, for the table
+// gradient, which is rebuilt every step. Fresh anonymous pages are zero already
+// (no memset pass), and with transparent huge pages its 50 MB cost a few dozen
+// 2 MB page faults instead of about 12,000 4 KB ones, which otherwise dominate the
+// backward pass. glibc maps buffers this large anyway (and unmaps them on free),
+// so this changes the page size, not the memory footprint.
+torch::Tensor zeroed_mapped(at::IntArrayRef sizes) {
+  int64_t numel = 1;
+  for (const int64_t s : sizes) numel *= s;
+  const auto options = torch::TensorOptions().dtype(torch::kFloat32);
+#ifdef __linux__
+  constexpr size_t kHugePage = size_t(2) << 20;
+  const size_t bytes = sizeof(float) * static_cast<size_t>(numel);
+  if (bytes >= kHugePage) {
+    const size_t mapped = bytes + kHugePage;  // room to start on a huge-page boundary
+    void* base = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base != MAP_FAILED) {
+      const uintptr_t aligned =
+          (reinterpret_cast<uintptr_t>(base) + kHugePage - 1) & ~(kHugePage - 1);
+      void* data = reinterpret_cast<void*>(aligned);
+      madvise(data, bytes, MADV_HUGEPAGE);  // advisory: without THP the pages are still zero
+      return torch::from_blob(data, sizes, [base, mapped](void*) { munmap(base, mapped); },
+                              options);
+    }
+  }
+#endif
+  return torch::zeros(sizes, options);
+}
+
+// Calls fn(std::integral_constant<int, F>) for the supported feature widths.
+template <typename Fn>
+void dispatch_features(int64_t F, Fn&& fn) {
+  switch (F) {
+    case 1: fn(std::integral_constant<int, 1>{}); break;
+    case 2: fn(std::integral_constant<int, 2>{}); break;
+    case 4: fn(std::integral_constant<int, 4>{}); break;
+    case 8: fn(std::integral_constant<int, 8>{}); break;
+    default: TORCH_CHECK(false, "features per level must be 1, 2, 4 or 8, got ", F);
+  }
+}
+
+void check_inputs(const torch::Tensor& x, const torch::Tensor& table,
+                  const torch::Tensor& offsets) {
+  TORCH_CHECK(x.device().is_cpu() && table.device().is_cpu(),
+              "hashgrid kernel runs on CPU tensors");
+  TORCH_CHECK(x.dtype() == torch::kFloat32 && table.dtype() == torch::kFloat32,
+              "x and table must be float32");
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == 3, "x must be (N, 3)");
+  TORCH_CHECK(table.dim() == 2, "table must be (rows, F)");
+  TORCH_CHECK(offsets.dtype() == torch::kInt64 && offsets.dim() == 1 && offsets.numel() >= 2,
+              "offsets must be (L+1,) int64");
+  const int64_t rows = offsets[-1].item<int64_t>();
+  TORCH_CHECK(table.size(0) == rows, "table has ", table.size(0), " rows, the layout needs ", rows);
+}
+
+}  // namespace
+
+// out (N, L*F) float32: the encoding of x (N, 3) float32 in [0, 1].
+torch::Tensor hashgrid_forward(torch::Tensor x, torch::Tensor table, torch::Tensor resolutions,
+                               torch::Tensor offsets, torch::Tensor hashed) {
+  check_inputs(x, table, offsets);
+  const auto levels = make_levels(resolutions, offsets, hashed);
+  x = x.contiguous();
+  table = table.contiguous();
+  const int64_t n = x.size(0), L = static_cast<int64_t>(levels.size()), F = table.size(1);
+  auto out = torch::empty({n, L * F}, x.options());
+  dispatch_features(F, [&](auto f) {
+    forward_impl<decltype(f)::value>(levels, x.data_ptr<float>(), table.data_ptr<float>(),
+                                     out.data_ptr<float>(), n);
+  });
+  return out;
+}
+
+// Returns (grad_table (rows, F), grad_x (N, 3)); a gradient not asked for is an empty tensor.
+std::vector<torch::Tensor> hashgrid_backward(torch::Tensor grad_out, torch::Tensor x,
+                                             torch::Tensor table, torch::Tensor resolutions,
+                                             torch::Tensor offsets, torch::Tensor hashed,
+                                             bool need_grad_table, bool need_grad_x) {
+  check_inputs(x, table, offsets);
+  const auto levels = make_levels(resolutions, offsets, hashed);
+  x = x.contiguous();
+  table = table.contiguous();
+  grad_out = grad_out.to(torch::kFloat32).contiguous();
+  const int64_t n = x.size(0), L = static_cast<int64_t>(levels.size()), F = table.size(1);
+  TORCH_CHECK(grad_out.dim() == 2 && grad_out.size(0) == n && grad_out.size(1) == L * F,
+              "grad_out must be (N, L*F)");
+  const auto none = torch::empty({0}, x.options());
+  auto grad_table = need_grad_table ? zeroed_mapped({table.size(0), F}) : none;
+  auto grad_x = need_grad_x ? torch::zeros_like(x) : none;
+  dispatch_features(F, [&](auto f) {
+    constexpr int kF = decltype(f)::value;
+    if (need_grad_table) {
+      auto grad_by_level = torch::empty({L, n, F}, grad_out.options());
+      split_by_level(grad_out.data_ptr<float>(), grad_by_level.data_ptr<float>(), n, L, F);
+      const auto offsets_cpu = offsets.contiguous();
+      backward_table_impl<kF>(levels, offsets_cpu.data_ptr<int64_t>(), x.data_ptr<float>(),
+                              grad_by_level.data_ptr<float>(), grad_table.data_ptr<float>(), n);
+    }
+    if (need_grad_x)
+      backward_x_impl<kF>(levels, x.data_ptr<float>(), table.data_ptr<float>(),
+                          grad_out.data_ptr<float>(), grad_x.data_ptr<float>(), n);
+  });
+  return {grad_table, grad_x};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "Multi-resolution hash-grid encoding (Instant-NGP) on CPU, forward and backward.";
+  m.def("forward", &hashgrid_forward, "Encode x (N,3) with the table (rows,F) -> (N, L*F)",
+        py::arg("x"), py::arg("table"), py::arg("resolutions"), py::arg("offsets"),
+        py::arg("hashed"));
+  m.def("backward", &hashgrid_backward,
+        "Gradients of the encoding: (grad_table (rows,F), grad_x (N,3)); empty when not asked",
+        py::arg("grad_out"), py::arg("x"), py::arg("table"), py::arg("resolutions"),
+        py::arg("offsets"), py::arg("hashed"), py::arg("need_grad_table"),
+        py::arg("need_grad_x"));
+}

@@ -1,0 +1,265 @@
+"""Hash-grid encoder: the compiled CPU kernel against the PyTorch reference.
+
+Everything here is synthetic (random points and tables), so no test data is needed.
+The first test to touch the kernel compiles it (about 30 s, cached afterwards).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import math
+
+import psutil
+import pytest
+import torch
+
+from avatar.errors import UserError
+from avatar.render.hashgrid import (HashGrid, HashGridConfig, hash_grid_encode,
+                                    hash_grid_layout)
+from avatar.render.hashgrid_reference import hash_grid_encode_reference
+
+# Small grids that still mix dense and hashed levels, one per feature width.
+SMALL_CONFIGS = [
+    HashGridConfig(n_levels=4, n_features_per_level=1, log2_hashmap_size=10, base_resolution=4,
+                   max_resolution=64),
+    HashGridConfig(n_levels=6, n_features_per_level=2, log2_hashmap_size=12, base_resolution=8,
+                   max_resolution=512),
+    HashGridConfig(n_levels=3, n_features_per_level=4, log2_hashmap_size=9, base_resolution=3,
+                   per_level_scale=2.5),
+    HashGridConfig(n_levels=2, n_features_per_level=8, log2_hashmap_size=8, base_resolution=2,
+                   max_resolution=16),
+]
+
+ALL_CONFIGS = SMALL_CONFIGS + [HashGridConfig()]
+
+
+def config_id(cfg: HashGridConfig) -> str:
+    return f"F{cfg.n_features_per_level}L{cfg.n_levels}"
+
+
+def random_table(cfg: HashGridConfig, gen: torch.Generator, dtype=torch.float32) -> torch.Tensor:
+    """A table with O(1) entries, so that errors are not hidden by the 1e-4 init scale."""
+    rows = hash_grid_layout(cfg).n_rows
+    return torch.rand(rows, cfg.n_features_per_level, generator=gen, dtype=dtype) * 2 - 1
+
+
+def points_in_and_around_cube(n: int, gen: torch.Generator) -> torch.Tensor:
+    """(n, 3) float32, mostly inside [0, 1]^3, some outside on each axis."""
+    return torch.rand(n, 3, generator=gen) * 1.2 - 0.1
+
+
+def grads(out: torch.Tensor, inputs: tuple[torch.Tensor, ...], grad_out: torch.Tensor):
+    return torch.autograd.grad(out, inputs, grad_out)
+
+
+def test_default_layout_follows_instant_ngp():
+    cfg = HashGridConfig()
+    layout = hash_grid_layout(cfg)
+    assert math.isclose(cfg.level_scale(), 2 ** (7 / 15))  # (2048 / 16) ^ (1 / 15)
+    assert layout.resolutions[0] == 16 and layout.resolutions[-1] == 2048
+    assert layout.hashed == (False,) * 5 + (True,) * 11  # (res+1)^3 <= 2^19 up to res 58
+    expected = sum(min((r + 1) ** 3, 2 ** 19) for r in layout.resolutions)
+    assert layout.n_rows == expected == 6_098_925
+    assert layout.offsets[6] - layout.offsets[5] == 2 ** 19
+
+
+@pytest.mark.parametrize("cfg", ALL_CONFIGS, ids=config_id)
+def test_forward_matches_reference(cfg):
+    gen = torch.Generator().manual_seed(0)
+    table = random_table(cfg, gen)
+    x = points_in_and_around_cube(3000, gen)
+    out = hash_grid_encode(x, table, cfg, backend="cpu")
+    ref = hash_grid_encode_reference(x, table, hash_grid_layout(cfg))
+    assert out.shape == (3000, cfg.output_dim) and out.dtype == torch.float32
+    assert (out - ref).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("cfg", ALL_CONFIGS, ids=config_id)
+def test_gradients_match_reference(cfg):
+    gen = torch.Generator().manual_seed(1)
+    table = random_table(cfg, gen).requires_grad_()
+    x = points_in_and_around_cube(2000, gen).requires_grad_()
+    grad_out = torch.randn(2000, cfg.output_dim, generator=gen)
+    g_x, g_table = grads(hash_grid_encode(x, table, cfg, backend="cpu"), (x, table), grad_out)
+    r_x, r_table = grads(hash_grid_encode(x, table, cfg, backend="torch"), (x, table), grad_out)
+    assert (g_table - r_table).abs().max().item() <= 1e-4
+    # d out / dx scales with the finest resolution: compare relative to its size.
+    assert (g_x - r_x).abs().max().item() <= 1e-5 * r_x.abs().max().item()
+    assert r_x.abs().max().item() > 0
+
+
+def test_reference_passes_gradcheck_in_float64():
+    cfg = HashGridConfig(n_levels=3, n_features_per_level=2, log2_hashmap_size=6, base_resolution=2,
+                         max_resolution=8)
+    gen = torch.Generator().manual_seed(2)
+    layout = hash_grid_layout(cfg)
+    assert any(layout.hashed) and not all(layout.hashed)
+    table = random_table(cfg, gen, torch.float64).requires_grad_()
+    # Points whose cells at every level are at least 0.1 cell from a face, so the
+    # finite differences never straddle a kink of the piecewise-linear encoding.
+    x = torch.rand(400, 3, generator=gen, dtype=torch.float64)
+    frac_ok = torch.ones(400, dtype=torch.bool)
+    for res in layout.resolutions:
+        frac = (x * res) % 1
+        frac_ok &= ((frac > 0.1) & (frac < 0.9)).all(dim=1)
+    x = x[frac_ok][:12].clone().requires_grad_()
+    assert x.shape[0] == 12
+    assert torch.autograd.gradcheck(lambda x_, t_: hash_grid_encode_reference(x_, t_, layout),
+                                    (x, table), eps=1e-6, atol=1e-6)
+
+
+def test_compiled_backward_matches_finite_differences():
+    cfg = HashGridConfig(n_levels=3, n_features_per_level=2, log2_hashmap_size=8, base_resolution=4,
+                         max_resolution=16)
+    layout = hash_grid_layout(cfg)
+    gen = torch.Generator().manual_seed(3)
+    table = random_table(cfg, gen).requires_grad_()
+    x = torch.rand(500, 3, generator=gen)
+    # Keep x +- step inside one cell at every level (step * res = 0.016 of a cell).
+    step = 1e-3
+    frac_ok = torch.ones(500, dtype=torch.bool)
+    for res in layout.resolutions:
+        frac = (x * res) % 1
+        frac_ok &= ((frac > 0.05) & (frac < 0.95)).all(dim=1)
+    x = x[frac_ok].contiguous().requires_grad_()
+    weights = torch.randn(x.shape[0], cfg.output_dim, generator=gen)
+
+    def loss(x_: torch.Tensor, table_: torch.Tensor) -> float:
+        with torch.no_grad():
+            out = hash_grid_encode(x_, table_, cfg, backend="cpu")
+        return (out.double() * weights.double()).sum().item()
+
+    g_x, g_table = grads(hash_grid_encode(x, table, cfg, backend="cpu"), (x, table), weights)
+    # The encoding is linear in the table: a central difference along a random
+    # direction is exact up to float32 rounding of the outputs.
+    direction = torch.randn(table.shape, generator=gen)
+    h = 1e-2
+    fd = (loss(x, table + h * direction) - loss(x, table - h * direction)) / (2 * h)
+    assert fd == pytest.approx((g_table * direction).sum().item(), rel=1e-3)
+    # Per axis: move each point along d, uphill, so the per-point terms cannot cancel.
+    for d in range(3):
+        shift = torch.zeros_like(x)
+        shift[:, d] = step * g_x[:, d].sign()
+        fd = (loss(x + shift, table) - loss(x - shift, table)) / (2 * step)
+        assert fd == pytest.approx(g_x[:, d].abs().sum().item(), rel=1e-2)
+
+
+def test_boundary_and_outside_points():
+    cfg = SMALL_CONFIGS[1]
+    gen = torch.Generator().manual_seed(4)
+    table = random_table(cfg, gen).requires_grad_()
+    corners = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.5], [1.0, 0.25, 0.0]])
+    outside = torch.tensor([[-0.5, 0.3, 0.7], [1.5, 2.0, -3.0], [0.2, 1.0 + 1e-6, 0.4]])
+    x = torch.cat([corners, outside]).requires_grad_()
+    grad_out = torch.randn(x.shape[0], cfg.output_dim, generator=gen)
+    out = hash_grid_encode(x, table, cfg, backend="cpu")
+    ref = hash_grid_encode(x, table, cfg, backend="torch")
+    assert (out - ref).abs().max().item() <= 1e-5
+    # Outside points encode exactly as their clamped copies.
+    clamped = hash_grid_encode(outside.clamp(0, 1), table, cfg, backend="cpu")
+    assert torch.equal(out[len(corners):], clamped)
+    g_x, g_table = grads(out, (x, table), grad_out)
+    r_x, r_table = grads(ref, (x, table), grad_out)
+    assert (g_table - r_table).abs().max().item() <= 1e-4
+    assert (g_x - r_x).abs().max().item() <= 1e-5 * r_x.abs().max().item()
+    # No gradient along a clamped axis, some along the others.
+    assert g_x[4, 0] == 0 and g_x[5].abs().sum() == 0 and g_x[6, 1] == 0
+    assert g_x[4, 1] != 0 and g_x[6, 0] != 0
+
+
+def test_deterministic_across_runs_and_thread_counts():
+    cfg = HashGridConfig(log2_hashmap_size=14)
+    gen = torch.Generator().manual_seed(5)
+    table = random_table(cfg, gen).requires_grad_()
+    x = torch.rand(20000, 3, generator=gen).requires_grad_()
+    grad_out = torch.randn(20000, cfg.output_dim, generator=gen)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n_threads in (1, 2, 2):
+            torch.set_num_threads(n_threads)
+            out = hash_grid_encode(x, table, cfg, backend="cpu")
+            results.append((out.detach(), *grads(out, (x, table), grad_out)))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
+
+
+def test_empty_input():
+    cfg = SMALL_CONFIGS[1]
+    table = torch.zeros(hash_grid_layout(cfg).n_rows, cfg.n_features_per_level, requires_grad=True)
+    x = torch.zeros(0, 3, requires_grad=True)
+    out = hash_grid_encode(x, table, cfg, backend="cpu")
+    assert out.shape == (0, cfg.output_dim)
+    out.sum().backward()
+    assert table.grad is not None and table.grad.abs().sum() == 0
+    assert x.grad.shape == (0, 3)
+
+
+def test_memory_stays_flat_across_calls():
+    grid = HashGrid(HashGridConfig(), backend="cpu")  # 49 MB table, 49 MB gradient per step
+    x = torch.rand(20000, 3)
+    process = psutil.Process()
+
+    def step():
+        grid.table.grad = None
+        grid(x).square().mean().backward()
+
+    for _ in range(3):
+        step()
+    gc.collect()
+    before = process.memory_info().rss
+    for _ in range(30):
+        step()
+    gc.collect()
+    growth = process.memory_info().rss - before
+    assert growth < 30 * 2 ** 20, f"RSS grew by {growth / 2 ** 20:.1f} MiB over 30 steps"
+
+
+def test_module_init_shape_and_backends_agree():
+    cfg = SMALL_CONFIGS[1]
+    grid = HashGrid(cfg, backend="cpu")
+    assert grid.table.shape == (hash_grid_layout(cfg).n_rows, 2)
+    assert grid.table.abs().max().item() <= 1e-4 and grid.table.std().item() > 1e-5
+    assert grid.output_dim == cfg.output_dim == 12
+    x = torch.rand(100, 3)
+    out = grid(x)
+    assert out.shape == (100, 12) and out.dtype == torch.float32
+    assert torch.allclose(out, hash_grid_encode(x, grid.table, cfg, backend="torch"), atol=1e-8)
+    assert torch.equal(out, hash_grid_encode(x, grid.table, cfg))  # auto picks the kernel on CPU
+
+
+def test_bad_configs_and_backends_are_user_errors():
+    with pytest.raises(UserError, match="n_features_per_level"):
+        HashGridConfig(n_features_per_level=3)
+    with pytest.raises(UserError, match="log2_hashmap_size"):
+        HashGridConfig(log2_hashmap_size=40)
+    with pytest.raises(UserError, match="backend"):
+        HashGrid(SMALL_CONFIGS[0], backend="gpu")
+    with pytest.raises(UserError, match="HashGrid"):
+        hash_grid_encode(torch.rand(4, 3), torch.zeros(1, 1), SMALL_CONFIGS[0], backend="cuda")
+
+
+TCNN_ABSENT = importlib.util.find_spec("tinycudann") is None
+
+
+@pytest.mark.skipif(not TCNN_ABSENT, reason="tinycudann is installed; its absence is not testable")
+def test_cuda_backend_without_tinycudann_says_how_to_fix():
+    with pytest.raises(UserError, match="tiny-cuda-nn"):
+        HashGrid(SMALL_CONFIGS[1], backend="cuda")
+
+
+@pytest.mark.skipif(TCNN_ABSENT or not torch.cuda.is_available(),
+                    reason="tinycudann is not installed (built from source on CUDA machines only) "
+                           "or no CUDA device")
+def test_tinycudann_backend_encodes_on_gpu():
+    cfg = SMALL_CONFIGS[1]
+    grid = HashGrid(cfg, backend="cuda").cuda()
+    x = torch.rand(1000, 3, device="cuda")
+    out = grid(x)
+    assert out.shape == (1000, cfg.output_dim) and out.dtype == torch.float32
+    out.square().sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in grid.parameters())
