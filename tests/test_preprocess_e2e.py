@@ -103,6 +103,8 @@ def test_mouth_moves_with_the_voice(may):
     assert speaking.any() and (~speaking).any()
     ratio = motion[speaking].mean() / motion[~speaking].mean()
     assert ratio > 2.0, f"mouth motion in speech / in pauses = {ratio:.2f}"
+    loud = energy[1:] > np.median(energy)
+    assert motion[loud].mean() > 1.3 * motion[~loud].mean(), "mouth moves no more in loud frames"
     assert vad.mean() > 0.3  # she talks most of the clip
 
 

@@ -4,7 +4,10 @@
 // 16 pixels is a few SIMD vectors whose state (transmittance, liveness, last contributor,
 // colour sums) stays in registers while the row walks the Gaussians reaching it, front to
 // back, stopping as soon as all its pixels are saturated. Gaussians are gathered in
-// chunks so a tile whose rows are all saturated stops reading its list.
+// chunks so a tile whose rows are all saturated stops reading its list, and each row only
+// visits those of the chunk whose footprint ellipse reaches one of its pixel centres
+// (tested exactly, with slack, 16 Gaussians at a time; about 15% of the (row, Gaussian)
+// pairs of the tile's bounding rows miss the row's 16 pixels).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -17,6 +20,7 @@ namespace avatar_raster {
 namespace {
 
 constexpr int kChunk = 64;              // Gaussians gathered at a time
+static_assert(kChunk <= 64 && kChunk % kVecWidth == 0, "a row's chunk mask is one uint64_t");
 // Gaussians a row blends between liveness checks; a check is a lane reduction, and 16
 // measured faster than 2, 4 or 8.
 constexpr int kAliveCheckInterval = 16;
@@ -36,7 +40,6 @@ struct TileState {
     Vec T[kTileSize][kRowVectors];
     VecInt last[kTileSize][kRowVectors];
     std::vector<Vec> accum;  // (kTileSize, kRowVectors, D + 1): colour channels, then depth
-    std::vector<uint8_t> row_list[kTileSize];  // chunk-local indices of the Gaussians per row
     TileGaussians gs;
 
     void reset(const TileLocation& loc, int channels) {
@@ -53,17 +56,22 @@ struct TileState {
         return accum.data() + static_cast<size_t>(r) * kRowVectors * (channels + 1);
     }
 
-    void build_row_lists(int rows, int count) {
-        for (int r = 0; r < rows; ++r) row_list[r].clear();
-        for (int j = 0; j < count; ++j)
-            for (int r = gs.row_lo[j]; r <= gs.row_hi[j]; ++r) row_list[r].push_back(static_cast<uint8_t>(j));
+    // Which of the chunk's `count` Gaussians (bit j) may reach a pixel of row r.
+    uint64_t row_mask(const TileLocation& loc, int r, int count) const {
+        const float px_lo = loc.x0 + 0.5f, px_hi = loc.x0 + loc.cols - 0.5f;
+        uint64_t mask = 0;
+        for (int first = 0; first < count; first += kVecWidth)
+            mask |= uint64_t{gs.row_reach_mask(first, loc.pixel_y(r), px_lo, px_hi)} << first;
+        return mask;
     }
 };
 
-// Blends the current chunk (slots begin + row_list[r]) into row r; returns whether a pixel
-// of the row is still alive. DC > 0: compile-time channel count (sums stay in registers).
+// Blends the Gaussians of the current chunk in `mask` (bit j: slot begin + j) into row r;
+// returns whether a pixel of the row is still alive. DC > 0: compile-time channel count
+// (sums stay in registers).
 template <int DC>
-bool blend_row(TileState& st, const TileLocation& loc, int r, int64_t begin, int channels) {
+bool blend_row(TileState& st, const TileLocation& loc, int r, int64_t begin, uint64_t mask,
+               int channels) {
     constexpr int kSums = DC > 0 ? DC + 1 : 1;
     const int D = DC > 0 ? DC : channels;
     const TileGaussians& gs = st.gs;
@@ -81,7 +89,8 @@ bool blend_row(TileState& st, const TileLocation& loc, int r, int64_t begin, int
     if (DC > 0)
         for (int i = 0; i < kRowVectors * (D + 1); ++i) local[i] = stored[i];
     int since_check = 0;
-    for (const uint8_t j : st.row_list[r]) {
+    for (; mask != 0; mask &= mask - 1) {  // set bits in increasing order: front to back
+        const int j = __builtin_ctzll(mask);
         const float dy = gs.my[j] - py;
         const float b_dy = gs.b[j] * dy, row_term = gs.half_c[j] * dy * dy;
         const VecInt slot = splat_int(static_cast<int32_t>(begin + j));
@@ -89,12 +98,14 @@ bool blend_row(TileState& st, const TileLocation& loc, int r, int64_t begin, int
         for (int v = 0; v < kRowVectors; ++v) {
             const Vec sigma = gauss_power(gs.mx[j] - px[v], gs.half_a[j], b_dy, row_term);
             const Vec alpha = clamp_alpha(unclamped_alpha(sigma, gs.opacity[j]));
-            const VecInt ok = (T[v] > 0.f) & passes(sigma, alpha);
+            const VecInt ok = passes(sigma, alpha);
             const Vec next_t = T[v] * (1.f - alpha);
+            // A saturated pixel has T < 0, hence next_t < 0, so it never passes this again;
+            // leaving the liveness test out shortens the loop-carried dependency chain.
             const VecInt use = ok & (next_t > kTransmittanceMin);
-            const VecInt stop = ok & (next_t <= kTransmittanceMin);
             const Vec w = use ? alpha * T[v] : Vec{};
-            T[v] = use ? next_t : (stop ? -T[v] : T[v]);
+            // ok & !use: the pixel saturates here (or had): set the (idempotent) sign bit.
+            T[v] = use ? next_t : (ok ? negative_abs(T[v]) : T[v]);
             last[v] = use ? slot : last[v];
             Vec* a = acc + v * (D + 1);
             for (int k = 0; k < D; ++k) a[k] += w * c[k];
@@ -130,11 +141,10 @@ void draw_tile(const ImageGeometry& img, const Splats& sp, const TileLists& tl, 
     for (int64_t begin = 0; begin < loc.n_slots && tile_alive; begin += kChunk) {
         const int count = static_cast<int>(std::min<int64_t>(kChunk, loc.n_slots - begin));
         st.gs.gather(sp, tl, loc, begin, count);
-        st.build_row_lists(loc.rows, count);
         tile_alive = false;
         for (int r = 0; r < loc.rows; ++r) {
             if (!row_alive[r]) continue;
-            row_alive[r] = blend_row<DC>(st, loc, r, begin, D);
+            row_alive[r] = blend_row<DC>(st, loc, r, begin, st.row_mask(loc, r, count), D);
             tile_alive |= row_alive[r];
         }
     }

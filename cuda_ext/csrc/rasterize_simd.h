@@ -10,6 +10,10 @@
 
 #include <cstdint>
 
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
 #include "rasterize.h"
 
 namespace avatar_raster {
@@ -30,10 +34,38 @@ typedef int32_t VecInt __attribute__((vector_size(kVecWidth * sizeof(int32_t))))
 inline Vec splat(float v) { return Vec{} + v; }
 inline VecInt splat_int(int32_t v) { return VecInt{} + v; }
 
+// min(a, b) and max(a, b) as one instruction where there is one (the ternaries compile
+// to a compare and a blend); for non-NaN inputs all forms give the same bits.
+inline Vec vec_min(Vec a, Vec b) {
+#if defined(__AVX512F__)
+    return reinterpret_cast<Vec>(_mm512_min_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
+#elif defined(__AVX__)
+    return reinterpret_cast<Vec>(_mm256_min_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b)));
+#else
+    return a < b ? a : b;
+#endif
+}
+
+inline Vec vec_max(Vec a, Vec b) {
+#if defined(__AVX512F__)
+    return reinterpret_cast<Vec>(_mm512_max_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
+#elif defined(__AVX__)
+    return reinterpret_cast<Vec>(_mm256_max_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b)));
+#else
+    return a > b ? a : b;
+#endif
+}
+
+// -|x| (sets the sign bit).
+inline Vec negative_abs(Vec x) {
+    const VecInt bits = reinterpret_cast<const VecInt&>(x) | splat_int(INT32_MIN);
+    return reinterpret_cast<const Vec&>(bits);
+}
+
 // exp(x) for x <= 0 (relative error below 3e-7 on [-87, 0], exp(-87) below that). For
 // x > 0 the result is finite garbage-free only up to x ~ 88; callers discard those lanes.
 inline Vec vec_exp(Vec x) {
-    x = x < -87.0f ? splat(-87.0f) : x;
+    x = vec_max(x, splat(-87.0f));
     // n = round(x / ln2) by adding and removing 1.5 * 2^23 (no rounding instruction).
     constexpr float kRoundMagic = 12582912.0f;
     const Vec n = (x * 1.44269504088896341f + kRoundMagic) - kRoundMagic;
@@ -60,7 +92,7 @@ inline Vec gauss_power(Vec dx, float half_a, float b_dy, float row_term) {
 // opacity * exp(-sigma): the alpha before the kAlphaMax clamp.
 inline Vec unclamped_alpha(Vec sigma, float opacity) { return opacity * vec_exp(-sigma); }
 
-inline Vec clamp_alpha(Vec oe) { return oe < kAlphaMax ? oe : splat(kAlphaMax); }
+inline Vec clamp_alpha(Vec oe) { return vec_min(oe, splat(kAlphaMax)); }
 
 // Whether a pixel draws the Gaussian at all (besides being alive / in range).
 inline VecInt passes(Vec sigma, Vec alpha) { return (sigma >= 0.f) & (alpha >= kAlphaThreshold); }
@@ -83,6 +115,19 @@ inline float lane_sum(Vec v) {  // fixed order, so results do not depend on anyt
     float s = 0.f;
     for (int i = 0; i < kVecWidth; ++i) s += v[i];
     return s;
+}
+
+// Bit i set iff lane i of m is set.
+inline uint32_t lane_bits(VecInt m) {
+#if defined(__AVX512F__)
+    return _mm512_cmpneq_epi32_mask(reinterpret_cast<__m512i>(m), _mm512_setzero_si512());
+#elif defined(__AVX__)
+    return static_cast<uint32_t>(_mm256_movemask_ps(reinterpret_cast<__m256>(m)));
+#else
+    uint32_t bits = 0;
+    for (int i = 0; i < kVecWidth; ++i) bits |= (m[i] != 0 ? 1u : 0u) << i;
+    return bits;
+#endif
 }
 
 inline bool any_lane(VecInt m) {
