@@ -157,3 +157,30 @@ def test_trump_48khz(tmp_path):
     info = sf.info(str(out / "audio.wav"))
     assert info.samplerate == 16000 and info.channels == 1
     assert info.duration == pytest.approx(10.0, abs=0.1)
+
+
+def test_interrupted_run_resumes_where_it_stopped(tmp_path):
+    """Ctrl-C during tracking: finished stages are kept, nothing looks complete, the next
+    run picks up at the interrupted stage."""
+    import signal
+    import time
+
+    out = tmp_path / "subject"
+    exe = [str(AVATAR)] if AVATAR.exists() else [sys.executable, "-m", "avatar.cli.main"]
+    cmd = exe + ["preprocess", str(data_file("videos", "may_5s.mp4")), "--out", str(out),
+                 "--config", "fast"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out / ".stages" / "landmarks.json").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
+    assert not (out / "manifest.json").exists()
+    assert (out / ".stages" / "decode.json").exists()
+
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "decode       cached" in r.stderr and "landmarks    cached" in r.stderr
+    assert Subject(out).n_frames == 125
