@@ -23,7 +23,9 @@
 // miss and the kernel is bound by memory latency, not arithmetic. Hence: levels
 // are walked one at a time (a level's table stays partly in L2), corner rows are
 // computed a batch ahead so that they can be prefetched, and index arithmetic is
-// vectorised over the batch.
+// vectorised over the batch. With AVX-512 and F = 2 the forward also gathers 8
+// points' rows per instruction, which trims its instruction count (the part of
+// the time that is not waiting on memory).
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -36,6 +38,9 @@
 
 #ifdef __linux__
 #include <sys/mman.h>
+#endif
+#ifdef __AVX512F__
+#include <immintrin.h>
 #endif
 
 namespace {
@@ -195,6 +200,28 @@ void for_each_level_batch(const std::vector<Level>& levels, const float* x, int6
   }
 }
 
+#ifdef __AVX512F__
+// Forward blend of 8 consecutive points p..p+7 with F = 2: a row is 8 bytes, so a
+// corner's 8 rows are one 64-bit gather, and the 8 corners are 8 fused multiply-adds
+// in the same order as the scalar loop, which the build contracts to FMAs too
+// (-ffp-contract=fast), so both give the same bits.
+inline void blend_8_points_f2(const float* level_table, const Batch& b, int p, float* o,
+                              int64_t out_stride) {
+  const __m512i duplicate = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  __m512 acc = _mm512_setzero_ps();
+  for (int c = 0; c < 8; ++c) {
+    const __m256i rows = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&b.row[c][p]));
+    const __m512d values = _mm512_i32gather_pd(rows, level_table, 8);
+    const __m512 w8 = _mm512_castps256_ps512(_mm256_loadu_ps(&b.w[c][p]));
+    const __m512 w = _mm512_permutexvar_ps(duplicate, w8);  // each weight for both features
+    acc = _mm512_fmadd_ps(w, _mm512_castpd_ps(values), acc);
+  }
+  alignas(64) double pairs[8];
+  _mm512_store_pd(pairs, _mm512_castps_pd(acc));
+  for (int i = 0; i < 8; ++i) std::memcpy(o + i * out_stride, &pairs[i], sizeof(double));
+}
+#endif
+
 template <int F>
 void forward_impl(const std::vector<Level>& levels, const float* x, const float* table, float* out,
                   int64_t n) {
@@ -202,7 +229,17 @@ void forward_impl(const std::vector<Level>& levels, const float* x, const float*
   for_each_level_batch(levels, x, n, [&](int64_t l, int64_t first, int m, const Batch& b) {
     const float* level_table = table + levels[l].offset * F;
     float* o = out + first * L * F + l * F;
-    for (int p = 0; p < m; ++p) {
+    int p = 0;
+#ifdef __AVX512F__
+    if constexpr (F == 2) {
+      for (; p + 8 <= m; p += 8) {
+        for (int q = p + kPrefetchAhead; q < std::min(m, p + kPrefetchAhead + 8); ++q)
+          prefetch_corners<F, false>(level_table, b, q);
+        blend_8_points_f2(level_table, b, p, o + p * L * F, L * F);
+      }
+    }
+#endif
+    for (; p < m; ++p) {
       if (p + kPrefetchAhead < m) prefetch_corners<F, false>(level_table, b, p + kPrefetchAhead);
       Features<F> acc = {};
       for (int c = 0; c < 8; ++c)

@@ -144,7 +144,7 @@ void replay_tile(const ImageGeometry& img, const Splats& sp, const TileLists& tl
     // Each slot's record goes to its intersection's place, next to the Gaussian's others.
     const int32_t* isect = tl.slot_isect + loc.first_slot;
     for (int64_t j = max_last + 1; j < loc.n_slots; ++j) std::fill_n(records + isect[j] * int64_t{R}, R, 0.f);
-    st.gs.gather(sp, tl, loc, 0, max_last + 1);
+    st.gs.gather(sp, tl, loc, 0, max_last + 1, /*with_reach=*/false, /*with_rows=*/true);
     for (int32_t j = max_last; j >= 0; --j)
         replay_gaussian<DC>(st, loc, j, D, records + isect[j] * int64_t{R});
 }

@@ -96,16 +96,24 @@ void tiles_in_row(const ImageGeometry& img, const Footprint& f, int ty, int& lo,
 
 // Stable LSD radix sort of `ids` (ascending on entry) by the 32-bit keys key_of(id):
 // positive float depths sort like their bit patterns, and stability keeps equal depths
-// in index order.
+// in index order. The digit histograms are counted in one read, and a digit that is the
+// same for every key (the exponent byte of depths within a factor of two) costs no pass.
 template <typename KeyOf>
 void radix_sort(std::vector<int32_t>& ids, std::vector<int32_t>& scratch, KeyOf key_of) {
-    constexpr int kBits = 8, kBuckets = 1 << kBits;
+    constexpr int kBits = 8, kBuckets = 1 << kBits, kPasses = 32 / kBits;
+    std::vector<int64_t> count(kPasses * (kBuckets + 1), 0);
+    for (const int32_t id : ids) {
+        const uint32_t key = key_of(id);
+        for (int p = 0; p < kPasses; ++p) ++count[p * (kBuckets + 1) + ((key >> (p * kBits)) & (kBuckets - 1)) + 1];
+    }
     scratch.resize(ids.size());
-    for (int shift = 0; shift < 32; shift += kBits) {
-        int64_t count[kBuckets + 1] = {0};
-        for (const int32_t id : ids) ++count[((key_of(id) >> shift) & (kBuckets - 1)) + 1];
-        for (int b = 0; b < kBuckets; ++b) count[b + 1] += count[b];
-        for (const int32_t id : ids) scratch[count[(key_of(id) >> shift) & (kBuckets - 1)]++] = id;
+    const int64_t n = static_cast<int64_t>(ids.size());
+    for (int p = 0; p < kPasses; ++p) {
+        int64_t* c = count.data() + p * (kBuckets + 1);
+        if (std::find(c + 1, c + kBuckets + 1, n) != c + kBuckets + 1) continue;  // one digit value
+        for (int b = 0; b < kBuckets; ++b) c[b + 1] += c[b];
+        const int shift = p * kBits;
+        for (const int32_t id : ids) scratch[c[(key_of(id) >> shift) & (kBuckets - 1)]++] = id;
         ids.swap(scratch);
     }
 }
@@ -170,15 +178,19 @@ void sort_tile_hits(const ImageGeometry& img, const Splats& sp, int64_t n_isects
                     int32_t* tile_gauss, int32_t* slot_isect, int threads) {
     const int tiles = img.tiles_per_camera();
     const int64_t n_tiles = static_cast<int64_t>(img.cameras) * tiles;
-    std::fill(tile_offsets, tile_offsets + n_tiles + 1, 0);
-    for (int64_t e = 0; e < n_isects; ++e) ++tile_offsets[isect_tile[e] + 1];
-    for (int64_t t = 0; t < n_tiles; ++t) tile_offsets[t + 1] += tile_offsets[t];
-
-    // Front-to-back order of each camera's visible Gaussians.
     const int N = sp.gaussians;
     std::vector<std::vector<int32_t>> order(img.cameras);
-#pragma omp parallel for num_threads(std::min(threads, img.cameras)) schedule(dynamic, 1)
-    for (int c = 0; c < img.cameras; ++c) {
+    // Task 0 counts the intersections per tile, task 1 + c sorts camera c front to back
+    // (the Gaussians it touches); the tasks are independent so they run side by side.
+#pragma omp parallel for num_threads(std::min(threads, img.cameras + 1)) schedule(dynamic, 1)
+    for (int task = 0; task <= img.cameras; ++task) {
+        if (task == 0) {
+            std::fill(tile_offsets, tile_offsets + n_tiles + 1, 0);
+            for (int64_t e = 0; e < n_isects; ++e) ++tile_offsets[isect_tile[e] + 1];
+            for (int64_t t = 0; t < n_tiles; ++t) tile_offsets[t + 1] += tile_offsets[t];
+            continue;
+        }
+        const int c = task - 1;
         const int64_t base = static_cast<int64_t>(c) * N;
         std::vector<int32_t> scratch;
         for (int32_t g = 0; g < N; ++g)

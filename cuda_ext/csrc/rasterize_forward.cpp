@@ -41,6 +41,21 @@ struct TileState {
     VecInt last[kTileSize][kRowVectors];
     std::vector<Vec> accum;  // (kTileSize, kRowVectors, D + 1): colour channels, then depth
     TileGaussians gs;
+    // Per Gaussian of the chunk and vector of a row: dx = mean x - pixel x, and -Q00/2 dx.
+    Vec dx[kChunk][kRowVectors], neg_half_a_dx[kChunk][kRowVectors];
+    // Per Gaussian of the chunk, for the current row: -Q01 dy and -Q11/2 dy^2.
+    float neg_b_dy[kChunk], neg_row_term[kChunk];
+
+    // Fills dx and neg_half_a_dx for the `count` gathered Gaussians.
+    void prepare_columns(const TileLocation& loc, int count) {
+        for (int v = 0; v < kRowVectors; ++v) {
+            const Vec px = row_pixel_x(loc.x0, v);
+            for (int j = 0; j < count; ++j) {
+                dx[j][v] = gs.mx[j] - px;
+                neg_half_a_dx[j][v] = -(gs.half_a[j] * dx[j][v]);
+            }
+        }
+    }
 
     void reset(const TileLocation& loc, int channels) {
         for (int r = 0; r < kTileSize; ++r)
@@ -56,12 +71,13 @@ struct TileState {
         return accum.data() + static_cast<size_t>(r) * kRowVectors * (channels + 1);
     }
 
-    // Which of the chunk's `count` Gaussians (bit j) may reach a pixel of row r.
-    uint64_t row_mask(const TileLocation& loc, int r, int count) const {
+    // Which of the chunk's `count` Gaussians (bit j) may reach a pixel of row r; fills
+    // neg_b_dy and neg_row_term for the row.
+    uint64_t prepare_row(const TileLocation& loc, int r, int count) {
         const float px_lo = loc.x0 + 0.5f, px_hi = loc.x0 + loc.cols - 0.5f;
         uint64_t mask = 0;
         for (int first = 0; first < count; first += kVecWidth)
-            mask |= uint64_t{gs.row_reach_mask(first, loc.pixel_y(r), px_lo, px_hi)} << first;
+            mask |= uint64_t{gs.row_reach_mask(first, loc.pixel_y(r), px_lo, px_hi, neg_b_dy, neg_row_term)} << first;
         return mask;
     }
 };
@@ -75,11 +91,9 @@ bool blend_row(TileState& st, const TileLocation& loc, int r, int64_t begin, uin
     constexpr int kSums = DC > 0 ? DC + 1 : 1;
     const int D = DC > 0 ? DC : channels;
     const TileGaussians& gs = st.gs;
-    const float py = loc.pixel_y(r);
-    Vec px[kRowVectors], T[kRowVectors];
+    Vec T[kRowVectors];
     VecInt last[kRowVectors];
     for (int v = 0; v < kRowVectors; ++v) {
-        px[v] = row_pixel_x(loc.x0, v);
         T[v] = st.T[r][v];
         last[v] = st.last[r][v];
     }
@@ -91,14 +105,13 @@ bool blend_row(TileState& st, const TileLocation& loc, int r, int64_t begin, uin
     int since_check = 0;
     for (; mask != 0; mask &= mask - 1) {  // set bits in increasing order: front to back
         const int j = __builtin_ctzll(mask);
-        const float dy = gs.my[j] - py;
-        const float b_dy = gs.b[j] * dy, row_term = gs.half_c[j] * dy * dy;
+        const float neg_b_dy = st.neg_b_dy[j], neg_row_term = st.neg_row_term[j];
         const VecInt slot = splat_int(static_cast<int32_t>(begin + j));
         const float* c = gs.color[j];
         for (int v = 0; v < kRowVectors; ++v) {
-            const Vec sigma = gauss_power(gs.mx[j] - px[v], gs.half_a[j], b_dy, row_term);
-            const Vec alpha = clamp_alpha(unclamped_alpha(sigma, gs.opacity[j]));
-            const VecInt ok = passes(sigma, alpha);
+            const Vec neg_sigma = neg_gauss_power(st.dx[j][v], st.neg_half_a_dx[j][v], neg_b_dy, neg_row_term);
+            const Vec alpha = clamp_alpha(gs.opacity[j] * vec_exp(neg_sigma));
+            const VecInt ok = passes_negated(neg_sigma, alpha);
             const Vec next_t = T[v] * (1.f - alpha);
             // A saturated pixel has T < 0, hence next_t < 0, so it never passes this again;
             // leaving the liveness test out shortens the loop-carried dependency chain.
@@ -129,6 +142,48 @@ bool blend_row(TileState& st, const TileLocation& loc, int r, int64_t begin, uin
     return any_lane(any);
 }
 
+// Writes row r of a finished tile: whole vectors where the row is complete, the same
+// values lane by lane otherwise.
+template <int DC>
+void write_row(const ImageGeometry& img, const TileLocation& loc, int r, TileState& st,
+               const float* bg, int D, const ForwardOutputs& out) {
+    const Vec* acc = st.row_accum(r, D);
+    const int64_t row_start = loc.pixel(img, r, 0);
+    for (int v = 0; v < kRowVectors; ++v) {
+        const Vec* a = acc + v * (D + 1);
+        const Vec T = vec_max(st.T[r][v], -st.T[r][v]);  // |T|
+        const int first = v * kVecWidth, n = std::min(kVecWidth, loc.cols - first);
+        if (n <= 0) break;
+        const int64_t pix = row_start + first;
+        Vec colour[DC > 0 ? DC : 1];
+        for (int k = 0; k < D; ++k) {
+            const Vec c = a[k] + T * bg[k];
+            if (DC > 0) {
+                colour[k] = c;
+            } else {
+                for (int i = 0; i < n; ++i) out.colors[(pix + i) * D + k] = c[i];
+            }
+        }
+        if (DC > 0)
+            for (int i = 0; i < n; ++i)
+                for (int k = 0; k < DC; ++k) out.colors[(pix + i) * DC + k] = colour[k][i];
+        const Vec alpha = 1.f - T;
+        if (n == kVecWidth) {
+            std::memcpy(out.alphas + pix, &alpha, sizeof(Vec));
+            std::memcpy(out.depths + pix, &a[D], sizeof(Vec));
+            std::memcpy(out.transmittance + pix, &T, sizeof(Vec));
+            std::memcpy(out.last + pix, &st.last[r][v], sizeof(VecInt));
+            continue;
+        }
+        for (int i = 0; i < n; ++i) {
+            out.alphas[pix + i] = alpha[i];
+            out.depths[pix + i] = a[D][i];
+            out.transmittance[pix + i] = T[i];
+            out.last[pix + i] = st.last[r][v][i];
+        }
+    }
+}
+
 template <int DC>
 void draw_tile(const ImageGeometry& img, const Splats& sp, const TileLists& tl, int64_t tile,
                const float* backgrounds, TileState& st, const ForwardOutputs& out) {
@@ -140,29 +195,17 @@ void draw_tile(const ImageGeometry& img, const Splats& sp, const TileLists& tl, 
     bool tile_alive = true;
     for (int64_t begin = 0; begin < loc.n_slots && tile_alive; begin += kChunk) {
         const int count = static_cast<int>(std::min<int64_t>(kChunk, loc.n_slots - begin));
-        st.gs.gather(sp, tl, loc, begin, count);
+        st.gs.gather(sp, tl, loc, begin, count, /*with_reach=*/true, /*with_rows=*/false);
+        st.prepare_columns(loc, count);
         tile_alive = false;
         for (int r = 0; r < loc.rows; ++r) {
             if (!row_alive[r]) continue;
-            row_alive[r] = blend_row<DC>(st, loc, r, begin, st.row_mask(loc, r, count), D);
+            row_alive[r] = blend_row<DC>(st, loc, r, begin, st.prepare_row(loc, r, count), D);
             tile_alive |= row_alive[r];
         }
     }
     const float* bg = backgrounds + static_cast<int64_t>(loc.camera) * D;
-    for (int r = 0; r < loc.rows; ++r) {
-        const Vec* acc = st.row_accum(r, D);
-        for (int col = 0; col < loc.cols; ++col) {
-            const int v = col / kVecWidth, lane = col % kVecWidth;
-            const Vec* a = acc + v * (D + 1);
-            const int64_t pix = loc.pixel(img, r, col);
-            const float T = std::abs(st.T[r][v][lane]);
-            for (int k = 0; k < D; ++k) out.colors[pix * D + k] = a[k][lane] + T * bg[k];
-            out.alphas[pix] = 1.f - T;
-            out.depths[pix] = a[D][lane];
-            out.transmittance[pix] = T;
-            out.last[pix] = st.last[r][v][lane];
-        }
-    }
+    for (int r = 0; r < loc.rows; ++r) write_row<DC>(img, loc, r, st, bg, D, out);
 }
 
 template <int DC>

@@ -89,6 +89,13 @@ inline Vec gauss_power(Vec dx, float half_a, float b_dy, float row_term) {
     return (half_a * dx) * dx + (b_dy * dx + row_term);
 }
 
+// The forward's form of gauss_power: -sigma from the negated constants (-half_a dx,
+// -b_dy, -row_term). Negation is exact and rounding symmetric, so this is -sigma bit for
+// bit, and opacity * vec_exp of it the same alpha as unclamped_alpha.
+inline Vec neg_gauss_power(Vec dx, Vec neg_half_a_dx, float neg_b_dy, float neg_row_term) {
+    return neg_half_a_dx * dx + (neg_b_dy * dx + neg_row_term);
+}
+
 // opacity * exp(-sigma): the alpha before the kAlphaMax clamp.
 inline Vec unclamped_alpha(Vec sigma, float opacity) { return opacity * vec_exp(-sigma); }
 
@@ -96,6 +103,9 @@ inline Vec clamp_alpha(Vec oe) { return vec_min(oe, splat(kAlphaMax)); }
 
 // Whether a pixel draws the Gaussian at all (besides being alive / in range).
 inline VecInt passes(Vec sigma, Vec alpha) { return (sigma >= 0.f) & (alpha >= kAlphaThreshold); }
+inline VecInt passes_negated(Vec neg_sigma, Vec alpha) {
+    return (neg_sigma <= 0.f) & (alpha >= kAlphaThreshold);
+}
 
 // Pixel centres x of the lanes of vector v of a row starting at pixel x0.
 inline Vec row_pixel_x(int x0, int v) {

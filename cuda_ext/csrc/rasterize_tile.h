@@ -50,8 +50,10 @@ struct TileGaussians {
     std::vector<const float*> color;
     std::vector<int> row_lo, row_hi;  // rows of the tile the footprint can reach (inclusive)
 
+    // What both passes need; the forward adds with_reach (row_reach_mask), the backward
+    // with_rows (row_lo, row_hi).
     void gather(const Splats& sp, const TileLists& tl, const TileLocation& loc, int64_t begin,
-                int64_t size) {
+                int64_t size, bool with_reach, bool with_rows) {
         const int64_t padded = (size + kVecWidth - 1) / kVecWidth * kVecWidth;
         resize(padded);
         const int64_t base = static_cast<int64_t>(loc.camera) * sp.gaussians;
@@ -68,17 +70,20 @@ struct TileGaussians {
             opacity[j] = sp.opacities[g];
             depth[j] = sp.depths[cg];
             color[j] = colors + g * sp.channels;
-            // Rows whose pixel centre lies within the footprint's vertical half-extent.
-            const float ey = sp.extents[2 * cg + 1] * (1.f + kRowSlackRelative) + kRowSlackAbsolute;
-            const float rel = my[j] - loc.pixel_y(0);
-            row_lo[j] = std::max(0, static_cast<int>(std::ceil(rel - ey)));
-            row_hi[j] = std::min(loc.rows - 1, static_cast<int>(std::floor(rel + ey)));
-            // The footprint is sigma <= extend^2 / 2 with extent_x = extend sqrt(cov_xx),
-            // cov_xx = Q11 / det (as in rasterize_bin.cpp).
-            const float ex = sp.extents[2 * cg];
-            const float sigma = 0.5f * ex * ex * (A * C - B * B) / C;
-            sigma_max[j] = sigma * (1.f + kRowSlackRelative) + kRowSlackAbsolute;
-            vertex[j] = -B / A;
+            if (with_rows) {  // rows whose pixel centre lies within the vertical half-extent
+                const float ey = sp.extents[2 * cg + 1] * (1.f + kRowSlackRelative) + kRowSlackAbsolute;
+                const float rel = my[j] - loc.pixel_y(0);
+                row_lo[j] = std::max(0, static_cast<int>(std::ceil(rel - ey)));
+                row_hi[j] = std::min(loc.rows - 1, static_cast<int>(std::floor(rel + ey)));
+            }
+            if (with_reach) {
+                // The footprint is sigma <= extend^2 / 2 with extent_x = extend sqrt(cov_xx),
+                // cov_xx = Q11 / det (as in rasterize_bin.cpp).
+                const float ex = sp.extents[2 * cg];
+                const float sigma = 0.5f * ex * ex * (A * C - B * B) / C;
+                sigma_max[j] = sigma * (1.f + kRowSlackRelative) + kRowSlackAbsolute;
+                vertex[j] = -B / A;
+            }
         }
         for (int64_t j = size; j < padded; ++j) {  // padding: reaches nothing
             mx[j] = my[j] = b[j] = opacity[j] = depth[j] = vertex[j] = 0.f;
@@ -94,7 +99,9 @@ struct TileGaussians {
     // height py whose x lie in [px_lo, px_hi]. With d = mean - pixel, sigma is convex in dx,
     // so its minimum over the row's pixels is at the vertex clamped to the row; the slack in
     // sigma_max keeps the test conservative, so skipping a row it rejects changes nothing.
-    uint32_t row_reach_mask(int first, float py, float px_lo, float px_hi) const {
+    // Also writes the negated row constants of gauss_power, -Q01 dy and -Q11/2 dy^2.
+    uint32_t row_reach_mask(int first, float py, float px_lo, float px_hi, float* neg_b_dy,
+                            float* neg_row_term) const {
         Vec m_x, m_y, h_a, bb, h_c, s_max, vx;
         std::memcpy(&m_x, mx.data() + first, sizeof(Vec));
         std::memcpy(&m_y, my.data() + first, sizeof(Vec));
@@ -104,6 +111,9 @@ struct TileGaussians {
         std::memcpy(&s_max, sigma_max.data() + first, sizeof(Vec));
         std::memcpy(&vx, vertex.data() + first, sizeof(Vec));
         const Vec dy = m_y - py;
+        const Vec neg_b_dy_v = -(bb * dy), neg_row_term_v = -(h_c * dy * dy);
+        std::memcpy(neg_b_dy + first, &neg_b_dy_v, sizeof(Vec));
+        std::memcpy(neg_row_term + first, &neg_row_term_v, sizeof(Vec));
         const Vec dx = vec_min(vec_max(vx * dy, m_x - px_hi), m_x - px_lo);
         const Vec sigma = h_a * dx * dx + bb * dy * dx + h_c * dy * dy;
         return lane_bits(sigma <= s_max);
