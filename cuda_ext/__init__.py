@@ -31,11 +31,25 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def _cpu_identity() -> bytes:
+    """The CPU's model and instruction-set flags: builds use -march=native, so a cache
+    shared between machines (a network home, a copied folder) must not hand one CPU's
+    binary to another that lacks its instructions."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        import platform
+        return f"{platform.machine()} {platform.processor()}".encode()
+    wanted = [ln for ln in lines if ln.startswith(("model name", "flags", "Features"))]
+    return "\n".join(dict.fromkeys(wanted)).encode()  # first core's lines, order kept
+
+
 def _source_hash(sources: list[Path]) -> str:
     h = hashlib.sha1()
     for s in sources:
         h.update(s.read_bytes())
     h.update(" ".join(CFLAGS).encode())
+    h.update(_cpu_identity())
     return h.hexdigest()[:12]
 
 

@@ -12,6 +12,8 @@ Cameras follow :mod:`avatar.camera` (OpenCV, camera-from-world, pixels, metres).
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 from torch import Tensor
 
@@ -82,11 +84,9 @@ def resolve_backend(backend: str, means: Tensor) -> str:
     if backend != "auto":
         return backend
     if means.is_cuda:
-        try:
-            import gsplat  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("gsplat") is None:
             raise ValueError("CUDA tensors need gsplat for rendering: pip install "
-                             "'talking-avatar[cuda]', or move the tensors to the CPU") from None
+                             "'talking-avatar[cuda]', or move the tensors to the CPU")
         return "cuda"
     return "cpu"
 

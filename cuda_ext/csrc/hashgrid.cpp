@@ -32,7 +32,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <numeric>
 #include <vector>
 
@@ -312,7 +314,8 @@ void split_by_level(const float* src, float* dst, int64_t n, int64_t L, int64_t 
   }
 }
 
-// grad_table must arrive zero-filled; grad_by_level is (L, N, F).
+// grad_table may arrive uninitialised: each level zeroes its rows first. grad_by_level
+// is (L, N, F).
 template <int F>
 void backward_table_impl(const std::vector<Level>& levels, const int64_t* offsets,
                          const float* x, const float* grad_by_level, float* grad_table,
@@ -323,6 +326,7 @@ void backward_table_impl(const std::vector<Level>& levels, const int64_t* offset
   for (int64_t k = 0; k < L; ++k) {
     const int64_t l = order[k];
     float* level_grad = grad_table + levels[l].offset * F;
+    std::memset(level_grad, 0, sizeof(float) * F * (offsets[l + 1] - offsets[l]));
     Batch b;
     for (int64_t first = 0; first < n; first += kBatch) {
       const int m = static_cast<int>(std::min<int64_t>(kBatch, n - first));
@@ -341,33 +345,94 @@ void backward_table_impl(const std::vector<Level>& levels, const int64_t* offset
   }
 }
 
-// A zero-filled float32 tensor mapped straight from the kernel, for the table
-// gradient, which is rebuilt every step. Fresh anonymous pages are zero already
-// (no memset pass), and with transparent huge pages its 50 MB cost a few dozen
-// 2 MB page faults instead of about 12,000 4 KB ones, which otherwise dominate the
-// backward pass. glibc maps buffers this large anyway (and unmaps them on free),
-// so this changes the page size, not the memory footprint.
-torch::Tensor zeroed_mapped(at::IntArrayRef sizes) {
+// The table gradient (50 MB with the defaults) is rebuilt every step. Taking fresh
+// pages from the kernel for it costs about 12,000 4 KB page faults (or a few dozen
+// 2 MB ones with transparent huge pages), a third of the backward pass; zeroing a
+// separate buffer first costs a full extra pass over it. Instead the mapping of the
+// last freed gradient is kept as a spare and handed out again, and each level task
+// zeroes its own rows just before it scatters into them, so the zeroing is one
+// streaming write into cache lines the scatter then finds hot. A mapping is only
+// reused after torch has freed the tensor that owned it, so no gradient is ever
+// aliased. This is an allocator cache (like torch's own), hence the one piece of
+// process-wide state in this file; it holds at most one mapping.
+struct Mapping {
+  void* base = nullptr;
+  size_t bytes = 0;
+};
+
+class SpareMapping {
+ public:
+  // A mapping of exactly `bytes`, reused if the spare has that size, else fresh.
+  Mapping take(size_t bytes) {
+    Mapping stale;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (spare_.base != nullptr && spare_.bytes == bytes) {
+        Mapping m = spare_;
+        spare_ = Mapping{};
+        return m;
+      }
+      stale = spare_;
+      spare_ = Mapping{};
+    }
+    release(stale);
+    return map(bytes);
+  }
+
+  // Keeps `m` as the spare (dropping the previous one).
+  void give_back(Mapping m) {
+    Mapping stale;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stale = spare_;
+      spare_ = m;
+    }
+    release(stale);
+  }
+
+ private:
+  static Mapping map(size_t bytes) {
+#ifdef __linux__
+    void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return Mapping{};
+    madvise(base, bytes, MADV_HUGEPAGE);  // advisory: fewer, larger page faults where THP is on
+    return Mapping{base, bytes};
+#else
+    void* base = std::malloc(bytes);
+    return Mapping{base, base ? bytes : 0};
+#endif
+  }
+
+  static void release(Mapping m) {
+    if (m.base == nullptr) return;
+#ifdef __linux__
+    munmap(m.base, m.bytes);
+#else
+    std::free(m.base);
+#endif
+  }
+
+  std::mutex mutex_;
+  Mapping spare_;
+};
+
+SpareMapping& gradient_mappings() {
+  static SpareMapping* spare = new SpareMapping();  // never destroyed: tensors may outlive exit
+  return *spare;
+}
+
+// An uninitialised float32 tensor for the table gradient; backward_table_impl
+// zeroes every level's rows before scattering into them.
+torch::Tensor gradient_buffer(at::IntArrayRef sizes) {
   int64_t numel = 1;
   for (const int64_t s : sizes) numel *= s;
   const auto options = torch::TensorOptions().dtype(torch::kFloat32);
-#ifdef __linux__
-  constexpr size_t kHugePage = size_t(2) << 20;
-  const size_t bytes = sizeof(float) * static_cast<size_t>(numel);
-  if (bytes >= kHugePage) {
-    const size_t mapped = bytes + kHugePage;  // room to start on a huge-page boundary
-    void* base = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (base != MAP_FAILED) {
-      const uintptr_t aligned =
-          (reinterpret_cast<uintptr_t>(base) + kHugePage - 1) & ~(kHugePage - 1);
-      void* data = reinterpret_cast<void*>(aligned);
-      madvise(data, bytes, MADV_HUGEPAGE);  // advisory: without THP the pages are still zero
-      return torch::from_blob(data, sizes, [base, mapped](void*) { munmap(base, mapped); },
-                              options);
-    }
-  }
-#endif
-  return torch::zeros(sizes, options);
+  const size_t bytes = sizeof(float) * static_cast<size_t>(std::max<int64_t>(numel, 1));
+  if (bytes < (size_t(1) << 20)) return torch::empty(sizes, options);
+  const Mapping m = gradient_mappings().take(bytes);
+  if (m.base == nullptr) return torch::empty(sizes, options);
+  return torch::from_blob(m.base, sizes, [m](void*) { gradient_mappings().give_back(m); },
+                          options);
 }
 
 // Calls fn(std::integral_constant<int, F>) for the supported feature widths.
@@ -428,7 +493,7 @@ std::vector<torch::Tensor> hashgrid_backward(torch::Tensor grad_out, torch::Tens
   TORCH_CHECK(grad_out.dim() == 2 && grad_out.size(0) == n && grad_out.size(1) == L * F,
               "grad_out must be (N, L*F)");
   const auto none = torch::empty({0}, x.options());
-  auto grad_table = need_grad_table ? zeroed_mapped({table.size(0), F}) : none;
+  auto grad_table = need_grad_table ? gradient_buffer({table.size(0), F}) : none;
   auto grad_x = need_grad_x ? torch::zeros_like(x) : none;
   dispatch_features(F, [&](auto f) {
     constexpr int kF = decltype(f)::value;
