@@ -84,7 +84,8 @@ def head_scene(gaussians: int = 50_000, width: int = 512, height: int = 512, see
                  viewmat[None], K[None], width, height)
 
 
-def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn`` in milliseconds over ``repeats`` calls after ``warmup`` untimed ones."""
     for _ in range(warmup):
         fn()
     times = []
@@ -146,7 +147,7 @@ def reference_fwdbwd_ms(scene: Scene, strip_rows: int = 4, strips: int = 16) -> 
         proj = projection()
         (proj.means2d.sum() + proj.conics.sum() + proj.depths.sum()).backward()
 
-    project_ms = _median_ms(project_step, repeats=3)
+    project_ms = median_ms(project_step, repeats=3)
     with torch.no_grad():
         proj = projection()
     step = scene.height // strips
@@ -165,7 +166,7 @@ def reference_fwdbwd_ms(scene: Scene, strip_rows: int = 4, strips: int = 16) -> 
                                                          scene.width, strip_rows)
             (color.sum() + alpha.sum()).backward()
 
-        composite_ms += _median_ms(composite_step, repeats=1, warmup=0)
+        composite_ms += median_ms(composite_step, repeats=1, warmup=0)
     measured_rows = strips * strip_rows
     total = project_ms + composite_ms * scene.height / measured_rows
     note = (f"dense torch reference cannot hold {scene.height}x{scene.width} x visible Gaussians: "
@@ -192,8 +193,8 @@ def bench_raster(gaussians: int = 50_000, width: int = 512, height: int = 512, r
         def forward() -> None:
             rasterization(*scene, backend="cpu")
 
-        fwd_ms = _median_ms(forward, repeats)
-    fwdbwd_ms = _median_ms(_forward_backward(scene, "cpu"), repeats)
+        fwd_ms = median_ms(forward, repeats)
+    fwdbwd_ms = median_ms(_forward_backward(scene, "cpu"), repeats)
     result = {
         "gaussians": gaussians, "width": width, "height": height,
         "threads": torch.get_num_threads(), "load_average": round(os.getloadavg()[0], 2),

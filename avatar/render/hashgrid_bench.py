@@ -8,25 +8,12 @@ forward + backward (table gradient) within 20 ms.
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from typing import Callable
 
 import torch
 
+from .bench import median_ms
 from .hashgrid import HashGrid, HashGridConfig
-
-
-def _median_ms(step: Callable[[], None], repeats: int, warmup: int) -> float:
-    """Median wall time of ``step`` in milliseconds after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def bench_hashgrid(points: int = 65536, levels: int = 16, features: int = 2,
@@ -59,9 +46,9 @@ def bench_hashgrid(points: int = 65536, levels: int = 16, features: int = 2,
         return step
 
     return {
-        "hashgrid_fwd_ms": _median_ms(forward, repeats, warmup),
-        "hashgrid_fwdbwd_ms": _median_ms(forward_backward(x), repeats, warmup),
-        "hashgrid_fwdbwd_xgrad_ms": _median_ms(forward_backward(x_grad), repeats, warmup),
+        "hashgrid_fwd_ms": median_ms(forward, repeats, warmup),
+        "hashgrid_fwdbwd_ms": median_ms(forward_backward(x), repeats, warmup),
+        "hashgrid_fwdbwd_xgrad_ms": median_ms(forward_backward(x_grad), repeats, warmup),
         "threads": torch.get_num_threads(),
         "points": points, "levels": levels, "features": features, "log2_table": log2_table,
         "table_rows": grid.layout.n_rows, "repeats": repeats,
