@@ -46,9 +46,9 @@ def bench_hashgrid(points: int = 65536, levels: int = 16, features: int = 2,
         return step
 
     return {
-        "hashgrid_fwd_ms": median_ms(forward, repeats, warmup),
-        "hashgrid_fwdbwd_ms": median_ms(forward_backward(x), repeats, warmup),
-        "hashgrid_fwdbwd_xgrad_ms": median_ms(forward_backward(x_grad), repeats, warmup),
+        "hashgrid_fwd_ms": round(median_ms(forward, repeats, warmup), 2),
+        "hashgrid_fwdbwd_ms": round(median_ms(forward_backward(x), repeats, warmup), 2),
+        "hashgrid_fwdbwd_xgrad_ms": round(median_ms(forward_backward(x_grad), repeats, warmup), 2),
         "threads": torch.get_num_threads(),
         "points": points, "levels": levels, "features": features, "log2_table": log2_table,
         "table_rows": grid.layout.n_rows, "repeats": repeats,
