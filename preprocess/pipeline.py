@@ -23,6 +23,7 @@ import numpy as np
 from avatar import config as config_io
 from avatar.errors import UserError
 from preprocess.config import PreprocessConfig
+from preprocess.nerf_import import pack_frames, read_nerf_folder
 from preprocess.stages import STAGE_NAMES, STAGES, Stage, StageContext
 from preprocess.subject import FORMAT_VERSION, SubjectPaths, write_json
 
@@ -98,15 +99,31 @@ def run_preprocess(video: Path, out: Path, cfg: PreprocessConfig, *, audio: Path
         raise UserError(f"--force {unknown[0]!r} is not a stage",
                         f"stages are: {', '.join(STAGE_NAMES)} (or 'all')")
     from preprocess.decode import probe_video
-    probe_video(video, cfg.decode)  # fail on bad input before creating anything
+    dataset = None
+    if video.is_dir():  # an ER-NeRF / AD-NeRF dataset folder: its frames become the video
+        dataset = read_nerf_folder(video)
+        audio = audio or dataset.audio
+        video_fp = dataset.fingerprint()
+    else:
+        probe_video(video, cfg.decode)  # fail on bad input before creating anything
+        video_fp = file_fingerprint(video)
 
     paths = SubjectPaths(out)
-    video_fp = file_fingerprint(video)
     source = video_fp + (file_fingerprint(audio) if audio else "")
     existed = _check_output_folder(paths, video_fp, video)
     paths.stages.mkdir(parents=True, exist_ok=True)
-    write_json(paths.stages / "source.json", {"video": str(video.resolve()), "fingerprint": video_fp,
-                                              "audio": str(Path(audio).resolve()) if audio else None})
+    if dataset is not None:
+        try:
+            video = pack_frames(dataset, paths.imported_frames)
+            probe_video(video, cfg.decode)
+        except UserError:
+            if not existed:
+                shutil.rmtree(paths.root, ignore_errors=True)
+            raise
+    write_json(paths.stages / "source.json", {
+        "video": str(Path(dataset.root if dataset else video).resolve()), "fingerprint": video_fp,
+        "audio": str(Path(audio).resolve()) if audio else None,
+        "imported_from": dataset.describe() if dataset else None})
     if paths.manifest.exists():
         paths.manifest.unlink()  # the folder is incomplete again until every stage agrees
     config_io.save(cfg, paths.config)
@@ -171,6 +188,7 @@ def build_manifest(ctx: StageContext, timings: dict[str, float]) -> dict:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": meta["source"],
         "audio_source": meta["audio_source"],
+        "imported_from": json.loads((ctx.paths.stages / "source.json").read_text()).get("imported_from"),
         "frames": int(meta["frames"]),
         "fps": float(meta["fps"]),
         "duration_s": round(int(meta["frames"]) / float(meta["fps"]), 3),

@@ -46,6 +46,11 @@ class SubjectPaths:
         return self.root / ".stages"
 
     @property
+    def imported_frames(self) -> Path:
+        """The frames of an imported ER-NeRF / AD-NeRF dataset packed as one video (a cache)."""
+        return self.stages / "imported_frames.mkv"
+
+    @property
     def frames(self) -> Path:
         return self.root / "frames"
 

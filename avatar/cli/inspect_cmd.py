@@ -9,7 +9,7 @@ INSPECT_KEYS = ("frames", "fps", "duration_s", "width", "height", "tracked_fract
                 "reprojection_px", "pose_jitter_deg", "pnp_pose_jitter_deg", "focal_px",
                 "train_frames", "val_frames", "audio_sample_rate", "audio_feature_fps",
                 "frames_no_face", "frames_several_faces", "n_expr", "has_audio", "source",
-                "format_version", "timings_s")
+                "imported_from", "format_version", "timings_s")
 
 
 def add_parser(sub, common) -> None:
@@ -39,6 +39,10 @@ def format_summary(manifest: dict) -> str:
         "  audio            " + (f"{s['audio_sample_rate']} Hz, features at {s['audio_feature_fps']:g} fps"
                                 if s["has_audio"] else "none"),
     ]
+    imported = s.get("imported_from")
+    if imported:
+        lines.append(f"  imported from    {imported['folder']} (ER-NeRF / AD-NeRF dataset, "
+                     f"{imported['frames']} frames)")
     return "\n".join(lines)
 
 

@@ -15,7 +15,8 @@ def add_parser(sub, common) -> None:
         description="Decode, track the face, segment, estimate the background and compute audio "
                     "features. Stages are cached: re-running resumes where it stopped and skips "
                     f"finished stages. Stages: {', '.join(STAGE_NAMES)}.")
-    p.add_argument("video", type=Path, help="the input video (any format ffmpeg reads)")
+    p.add_argument("video", type=Path, help="the input video (any format ffmpeg reads), or an ER-NeRF / AD-NeRF "
+                   "dataset folder (ori_imgs/ + aud.wav)")
     p.add_argument("--out", type=Path, required=True, help="subject folder to create or resume")
     p.add_argument("--audio", type=Path, default=None,
                    help="separate audio file for the video (when its sound is not in the video file)")
