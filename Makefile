@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   := ../shared/data
 
-.PHONY: setup test test-fast demo bench clean help
+.PHONY: setup toolchain test test-fast demo bench clean help
 
 help:
 	@echo "make setup   create .venv and install talking-avatar into it"
@@ -17,9 +17,24 @@ help:
 
 setup: $(STAMP)
 
+# The CPU kernels are compiled on first use: they need a C++ compiler and the
+# headers of this Python. Installed here when missing (as root with apt-get, as
+# on a fresh Debian machine or CI); otherwise the message says what to install.
+toolchain:
+	@if command -v $${CXX:-c++} >/dev/null 2>&1 && $(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing a C++ compiler and Python headers (g++, python3-dev) with apt-get ..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ python3-dev >/dev/null; \
+	else \
+	  echo "error: the CPU kernels need a C++ compiler (g++ 12+) and the Python 3.11 headers."; \
+	  echo "       Debian/Ubuntu: sudo apt-get install g++ python3.11-dev   macOS: xcode-select --install"; \
+	  exit 1; \
+	fi
+
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "talking-avatar needs Python 3.11, found " + sys.version.split()[0]' \
 	  || { echo "error: Python 3.11 is required (set PYTHON=/path/to/python3.11)"; exit 1; }
+	@$(MAKE) --no-print-directory toolchain
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	@$(BIN)/python -c "import avatar, preprocess, cuda_ext, torch, mediapipe, cv2" \

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -75,9 +76,18 @@ def load(name: str) -> ModuleType:
         if not any(build.glob(f"{modname}*.so")):
             print(f"[avatar] compiling the {name} kernel (first use only, about a minute)...",
                   file=sys.stderr, flush=True)
-        module = torch_load(name=modname, sources=[str(s) for s in sources],
-                            extra_cflags=CFLAGS, extra_ldflags=LDFLAGS,
-                            extra_include_paths=[str(CSRC)], build_directory=str(build),
-                            verbose=os.environ.get("AVATAR_VERBOSE_BUILD") == "1")
+        try:
+            module = torch_load(name=modname, sources=[str(s) for s in sources],
+                                extra_cflags=CFLAGS, extra_ldflags=LDFLAGS,
+                                extra_include_paths=[str(CSRC)], build_directory=str(build),
+                                verbose=os.environ.get("AVATAR_VERBOSE_BUILD") == "1")
+        except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
+            from avatar.errors import UserError
+            detail = str(err).strip().splitlines()[-1:] or [type(err).__name__]
+            raise UserError(
+                f"compiling the {name} kernel failed ({detail[0][:200]})",
+                "install a C++ compiler (g++ 12+) and the Python headers (Debian/Ubuntu: "
+                "sudo apt-get install g++ python3.11-dev, or run `make setup`); "
+                "AVATAR_VERBOSE_BUILD=1 shows the full compiler log") from err
         _MODULES[name] = module
         return module
