@@ -238,6 +238,16 @@ def test_recycled_gradient_buffers_are_zeroed_and_never_aliased():
         assert torch.allclose(table_grad(n, "cpu"), expected[n], atol=1e-5)
     assert torch.allclose(held, expected[5000], atol=1e-5)
 
+    # Two grids of different sizes, alternating, each recycle their own buffers.
+    other_cfg = HashGridConfig(n_levels=6, log2_hashmap_size=16)
+    other_table = random_table(other_cfg, gen).requires_grad_()
+    x = torch.rand(40, 3, generator=gen)
+    for _ in range(3):
+        for c, t in ((cfg, table), (other_cfg, other_table)):
+            got = torch.autograd.grad(hash_grid_encode(x, t, c, backend="cpu").sum(), t)[0]
+            want = torch.autograd.grad(hash_grid_encode(x, t, c, backend="torch").sum(), t)[0]
+            assert torch.allclose(got, want, atol=1e-5)
+
     grid = HashGrid(cfg, backend="cpu")
     x = torch.rand(300, 3, generator=gen)
     grid(x).sum().backward()

@@ -348,13 +348,13 @@ void backward_table_impl(const std::vector<Level>& levels, const int64_t* offset
 // The table gradient (50 MB with the defaults) is rebuilt every step. Taking fresh
 // pages from the kernel for it costs about 12,000 4 KB page faults (or a few dozen
 // 2 MB ones with transparent huge pages), a third of the backward pass; zeroing a
-// separate buffer first costs a full extra pass over it. Instead the mapping of the
-// last freed gradient is kept as a spare and handed out again, and each level task
+// separate buffer first costs a full extra pass over it. Instead the mappings of the
+// last freed gradients are kept as spares and handed out again, and each level task
 // zeroes its own rows just before it scatters into them, so the zeroing is one
 // streaming write into cache lines the scatter then finds hot. A mapping is only
 // reused after torch has freed the tensor that owned it, so no gradient is ever
 // aliased. This is an allocator cache (like torch's own), hence the one piece of
-// process-wide state in this file; it holds at most one mapping.
+// process-wide state in this file; it holds at most kMaxSpares freed mappings.
 struct Mapping {
   void* base = nullptr;
   size_t bytes = 0;
@@ -362,30 +362,31 @@ struct Mapping {
 
 class SpareMapping {
  public:
-  // A mapping of exactly `bytes`, reused if the spare has that size, else fresh.
+  // A mapping of exactly `bytes`: a spare of that size if there is one, else fresh.
   Mapping take(size_t bytes) {
-    Mapping stale;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (spare_.base != nullptr && spare_.bytes == bytes) {
-        Mapping m = spare_;
-        spare_ = Mapping{};
-        return m;
+      for (size_t i = 0; i < spares_.size(); ++i) {
+        if (spares_[i].bytes == bytes) {
+          const Mapping m = spares_[i];
+          spares_.erase(spares_.begin() + static_cast<std::ptrdiff_t>(i));
+          return m;
+        }
       }
-      stale = spare_;
-      spare_ = Mapping{};
     }
-    release(stale);
     return map(bytes);
   }
 
-  // Keeps `m` as the spare (dropping the previous one).
+  // Keeps `m` as the newest spare, dropping the oldest beyond kMaxSpares.
   void give_back(Mapping m) {
     Mapping stale;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      stale = spare_;
-      spare_ = m;
+      spares_.push_back(m);
+      if (spares_.size() > kMaxSpares) {
+        stale = spares_.front();
+        spares_.erase(spares_.begin());
+      }
     }
     release(stale);
   }
@@ -412,8 +413,10 @@ class SpareMapping {
 #endif
   }
 
+  // A model may hold a few grids of different sizes; each keeps its own spare.
+  static constexpr size_t kMaxSpares = 4;
   std::mutex mutex_;
-  Mapping spare_;
+  std::vector<Mapping> spares_;
 };
 
 SpareMapping& gradient_mappings() {
