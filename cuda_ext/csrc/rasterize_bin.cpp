@@ -179,7 +179,16 @@ void sort_tile_hits(const ImageGeometry& img, const Splats& sp, int64_t n_isects
     const int tiles = img.tiles_per_camera();
     const int64_t n_tiles = static_cast<int64_t>(img.cameras) * tiles;
     const int N = sp.gaussians;
-    std::vector<std::vector<int32_t>> order(img.cameras);
+    // Each camera's depth order and its radix-sort scratch (O(C N) in all) are kept between
+    // calls, per calling thread like the bindings' scratch: fresh buffers every call cost
+    // more in page faults than the sort itself. References, so that the parallel regions
+    // below share the calling thread's buffers.
+    thread_local std::vector<std::vector<int32_t>> order_buffers, scratch_buffers;
+    auto& order = order_buffers;
+    auto& scratch = scratch_buffers;
+    order.resize(img.cameras);
+    scratch.resize(img.cameras);
+    for (auto& o : order) o.clear();
     // Task 0 counts the intersections per tile, task 1 + c sorts camera c front to back
     // (the Gaussians it touches); the tasks are independent so they run side by side.
 #pragma omp parallel for num_threads(std::min(threads, img.cameras + 1)) schedule(dynamic, 1)
@@ -192,10 +201,9 @@ void sort_tile_hits(const ImageGeometry& img, const Splats& sp, int64_t n_isects
         }
         const int c = task - 1;
         const int64_t base = static_cast<int64_t>(c) * N;
-        std::vector<int32_t> scratch;
         for (int32_t g = 0; g < N; ++g)
             if (cg_offsets[base + g + 1] > cg_offsets[base + g]) order[c].push_back(g);
-        radix_sort(order[c], scratch, [&](int32_t g) {
+        radix_sort(order[c], scratch[c], [&](int32_t g) {
             uint32_t bits;
             std::memcpy(&bits, sp.depths + base + g, sizeof(bits));
             return bits;
