@@ -23,9 +23,11 @@
 // miss and the kernel is bound by memory latency, not arithmetic. Hence: levels
 // are walked one at a time (a level's table stays partly in L2), corner rows are
 // computed a batch ahead so that they can be prefetched, and index arithmetic is
-// vectorised over the batch. With AVX-512 and F = 2 the forward also gathers 8
-// points' rows per instruction, which trims its instruction count (the part of
-// the time that is not waiting on memory).
+// vectorised over the batch (small levels, which stay in L2, skip the prefetch).
+// Level passes write level-major scratch, contiguous per level, rather than
+// striding through the (N, L*F) output. With AVX-512 and F = 2 the forward also
+// gathers 8 points' rows per instruction, which trims its instruction count (the
+// part of the time that is not waiting on memory).
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -51,11 +53,15 @@ constexpr uint32_t kPrimeY = 2654435761u;  // Instant-NGP primes; x uses 1
 constexpr uint32_t kPrimeZ = 805459861u;
 constexpr int kBatch = 256;         // points located together (the Batch fits in L1)
 constexpr int kPrefetchAhead = 16;  // points between a row's prefetch and its use
+// A level table smaller than this mostly stays in L2 after its first batches, so
+// prefetching its rows would only cost instructions.
+constexpr int64_t kPrefetchMinBytes = int64_t(1) << 20;
 
 struct Level {
   float res;           // cells per axis, as the multiplier of x
   int32_t last_cell;   // res - 1: the cell used at x == 1
   int64_t offset;      // first table row of the level
+  int64_t rows;        // table rows of the level
   uint32_t stride_y;   // dense: rows per y step, res + 1
   uint32_t stride_z;   // dense: rows per z step, (res + 1)^2
   uint32_t mask;       // hashed: rows - 1 (rows is a power of two)
@@ -81,6 +87,7 @@ std::vector<Level> make_levels(const torch::Tensor& resolutions, const torch::Te
     lv.res = static_cast<float>(res);
     lv.last_cell = static_cast<int32_t>(res - 1);
     lv.offset = op[l];
+    lv.rows = rows;
     lv.hashed = hp[l] != 0;
     lv.stride_y = static_cast<uint32_t>(res + 1);
     lv.stride_z = static_cast<uint32_t>((res + 1) * (res + 1));
@@ -101,11 +108,12 @@ std::vector<Level> make_levels(const torch::Tensor& resolutions, const torch::Te
 struct Batch {
   uint32_t row[8][kBatch];  // row within the level of corner c = bit0 (x) | bit1 (y) | bit2 (z)
   float w[8][kBatch];       // trilinear weight of the corner
-  float f[3][kBatch];       // fraction within the cell per axis
+  float f[3][kBatch];       // fraction within the cell per axis (x gradient only)
   float inside[3][kBatch];  // 1 where 0 <= x <= 1 on the axis (the clamp passes gradient), else 0
 };
 
-template <bool Hashed>
+// Fractions is true only for the x gradient: the other passes skip those stores.
+template <bool Hashed, bool Fractions>
 void locate_batch(const Level& lv, const float* x, int n, Batch& b) {
   // Per axis, the two vertex terms of the row index: hashed, x * 1, y * kPrimeY and
   // z * kPrimeZ (combined by xor); dense, x, y * (res+1) and z * (res+1)^2 (summed).
@@ -117,14 +125,14 @@ void locate_batch(const Level& lv, const float* x, int n, Batch& b) {
 #pragma GCC unroll 3
     for (int d = 0; d < 3; ++d) {
       const float v = x[3 * p + d];
-      b.inside[d][p] = (v >= 0.f && v <= 1.f) ? 1.f : 0.f;
+      if (Fractions) b.inside[d][p] = (v >= 0.f && v <= 1.f) ? 1.f : 0.f;
       float c = v > 0.f ? v : 0.f;  // written so that NaN becomes 0
       c = c < 1.f ? c : 1.f;
       const float pos = c * lv.res;
       int32_t i = static_cast<int32_t>(pos);  // pos >= 0: truncation is floor
       i = i < lv.last_cell ? i : lv.last_cell;
       const float f = pos - static_cast<float>(i);
-      b.f[d][p] = f;
+      if (Fractions) b.f[d][p] = f;
       term[d][0] = static_cast<uint32_t>(i) * step[d];
       term[d][1] = term[d][0] + step[d];
       weight[d][0] = 1.f - f;
@@ -140,11 +148,12 @@ void locate_batch(const Level& lv, const float* x, int n, Batch& b) {
   }
 }
 
+template <bool Fractions = false>
 void locate(const Level& lv, const float* x, int n, Batch& b) {
   if (lv.hashed)
-    locate_batch<true>(lv, x, n, b);
+    locate_batch<true, Fractions>(lv, x, n, b);
   else
-    locate_batch<false>(lv, x, n, b);
+    locate_batch<false, Fractions>(lv, x, n, b);
 }
 
 // One table row as a single vector value: a row is read, updated and written
@@ -178,14 +187,20 @@ inline void prefetch_corners(const float* level_table, const Batch& b, int p) {
     __builtin_prefetch(level_table + static_cast<int64_t>(b.row[c][p]) * F, ForWrite ? 1 : 0, 3);
 }
 
+template <int F>
+inline bool worth_prefetching(const Level& lv) {
+  return lv.rows * F * static_cast<int64_t>(sizeof(float)) > kPrefetchMinBytes;
+}
+
 int num_threads() { return std::max(1, at::get_num_threads()); }
 
 // Calls body(level, first_point, batch_size, located_batch) for every level and
 // every batch of points: each thread takes one contiguous range of points and
-// walks it level by level, so that one level's table is hot at a time.
-template <typename Body>
+// walks it level by level, so that one level's table is hot at a time. Then
+// finish(begin, end) runs on the same thread for its range of points.
+template <bool Fractions, typename Body, typename Finish>
 void for_each_level_batch(const std::vector<Level>& levels, const float* x, int64_t n,
-                          const Body& body) {
+                          const Body& body, const Finish& finish) {
   const int threads = num_threads();
   const int64_t per_thread = ((n + threads - 1) / threads + kBatch - 1) / kBatch * kBatch;
 #pragma omp parallel for schedule(static) num_threads(threads)
@@ -195,20 +210,43 @@ void for_each_level_batch(const std::vector<Level>& levels, const float* x, int6
     for (int64_t l = 0; l < static_cast<int64_t>(levels.size()); ++l) {
       for (int64_t first = begin; first < end; first += kBatch) {
         const int m = static_cast<int>(std::min<int64_t>(kBatch, end - first));
-        locate(levels[l], x + 3 * first, m, b);
+        locate<Fractions>(levels[l], x + 3 * first, m, b);
         body(l, first, m, b);
       }
     }
+    if (begin < end) finish(begin, end);
+  }
+}
+
+// Copies points [begin, end) between the point-major (N, L, F) layout of the
+// encoding and the level-major (L, N, F) layout that a level-at-a-time pass reads
+// or writes contiguously. (torch's generic strided copy of this shape is several
+// times slower.)
+template <bool ToLevelMajor>
+void transpose_points(const float* src, float* dst, int64_t n, int64_t L, int64_t F,
+                      int64_t begin, int64_t end) {
+  for (int64_t first = begin; first < end; first += kBatch) {
+    const int64_t last = std::min(end, first + kBatch);
+    for (int64_t l = 0; l < L; ++l)
+      for (int64_t p = first; p < last; ++p) {
+        const int64_t point_major = (p * L + l) * F, level_major = (l * n + p) * F;
+        for (int64_t k = 0; k < F; ++k) {
+          if (ToLevelMajor)
+            dst[level_major + k] = src[point_major + k];
+          else
+            dst[point_major + k] = src[level_major + k];
+        }
+      }
   }
 }
 
 #ifdef __AVX512F__
-// Forward blend of 8 consecutive points p..p+7 with F = 2: a row is 8 bytes, so a
-// corner's 8 rows are one 64-bit gather, and the 8 corners are 8 fused multiply-adds
-// in the same order as the scalar loop, which the build contracts to FMAs too
-// (-ffp-contract=fast), so both give the same bits.
-inline void blend_8_points_f2(const float* level_table, const Batch& b, int p, float* o,
-                              int64_t out_stride) {
+// Forward blend of 8 consecutive points p..p+7 with F = 2 into o (their 16 output
+// floats, contiguous): a row is 8 bytes, so a corner's 8 rows are one 64-bit gather,
+// and the 8 corners are 8 fused multiply-adds in the same order as the scalar loop,
+// which the build contracts to FMAs too (-ffp-contract=fast), so both give the same
+// bits.
+inline void blend_8_points_f2(const float* level_table, const Batch& b, int p, float* o) {
   const __m512i duplicate = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
   __m512 acc = _mm512_setzero_ps();
   for (int c = 0; c < 8; ++c) {
@@ -218,37 +256,45 @@ inline void blend_8_points_f2(const float* level_table, const Batch& b, int p, f
     const __m512 w = _mm512_permutexvar_ps(duplicate, w8);  // each weight for both features
     acc = _mm512_fmadd_ps(w, _mm512_castpd_ps(values), acc);
   }
-  alignas(64) double pairs[8];
-  _mm512_store_pd(pairs, _mm512_castps_pd(acc));
-  for (int i = 0; i < 8; ++i) std::memcpy(o + i * out_stride, &pairs[i], sizeof(double));
+  _mm512_storeu_ps(o, acc);  // level-major output: the 8 points' rows are contiguous
 }
 #endif
 
+// scratch is (L, N, F): each level pass writes its outputs contiguously there (a
+// point-major write would touch a new cache line per point), and each thread then
+// interleaves its own points into out (N, L*F).
 template <int F>
-void forward_impl(const std::vector<Level>& levels, const float* x, const float* table, float* out,
-                  int64_t n) {
+void forward_impl(const std::vector<Level>& levels, const float* x, const float* table,
+                  float* scratch, float* out, int64_t n) {
   const int64_t L = static_cast<int64_t>(levels.size());
-  for_each_level_batch(levels, x, n, [&](int64_t l, int64_t first, int m, const Batch& b) {
+  auto blend = [&](int64_t l, int64_t first, int m, const Batch& b) {
     const float* level_table = table + levels[l].offset * F;
-    float* o = out + first * L * F + l * F;
+    float* o = scratch + (l * n + first) * F;
+    const bool prefetch = worth_prefetching<F>(levels[l]);
     int p = 0;
 #ifdef __AVX512F__
     if constexpr (F == 2) {
       for (; p + 8 <= m; p += 8) {
-        for (int q = p + kPrefetchAhead; q < std::min(m, p + kPrefetchAhead + 8); ++q)
-          prefetch_corners<F, false>(level_table, b, q);
-        blend_8_points_f2(level_table, b, p, o + p * L * F, L * F);
+        if (prefetch)
+          for (int q = p + kPrefetchAhead; q < std::min(m, p + kPrefetchAhead + 8); ++q)
+            prefetch_corners<F, false>(level_table, b, q);
+        blend_8_points_f2(level_table, b, p, o + p * F);
       }
     }
 #endif
     for (; p < m; ++p) {
-      if (p + kPrefetchAhead < m) prefetch_corners<F, false>(level_table, b, p + kPrefetchAhead);
+      if (prefetch && p + kPrefetchAhead < m)
+        prefetch_corners<F, false>(level_table, b, p + kPrefetchAhead);
       Features<F> acc = {};
       for (int c = 0; c < 8; ++c)
         acc += b.w[c][p] * load_features<F>(level_table + static_cast<int64_t>(b.row[c][p]) * F);
-      store_features<F>(o + p * L * F, acc);
+      store_features<F>(o + p * F, acc);
     }
-  });
+  };
+  auto interleave = [&](int64_t begin, int64_t end) {
+    transpose_points<false>(scratch, out, n, L, F, begin, end);
+  };
+  for_each_level_batch<false>(levels, x, n, blend, interleave);
 }
 
 // grad_x must arrive zero-filled; levels are added in ascending order per point.
@@ -256,13 +302,15 @@ template <int F>
 void backward_x_impl(const std::vector<Level>& levels, const float* x, const float* table,
                      const float* grad_out, float* grad_x, int64_t n) {
   const int64_t L = static_cast<int64_t>(levels.size());
-  for_each_level_batch(levels, x, n, [&](int64_t l, int64_t first, int m, const Batch& b) {
+  auto accumulate = [&](int64_t l, int64_t first, int m, const Batch& b) {
     const float* level_table = table + levels[l].offset * F;
     const float* g = grad_out + first * L * F + l * F;
+    const bool prefetch = worth_prefetching<F>(levels[l]);
     // s[c][p]: d loss / d (weight of corner c)
     float s[8][kBatch];
     for (int p = 0; p < m; ++p) {
-      if (p + kPrefetchAhead < m) prefetch_corners<F, false>(level_table, b, p + kPrefetchAhead);
+      if (prefetch && p + kPrefetchAhead < m)
+        prefetch_corners<F, false>(level_table, b, p + kPrefetchAhead);
       for (int c = 0; c < 8; ++c) {
         const float* row = level_table + static_cast<int64_t>(b.row[c][p]) * F;
         float acc = 0.f;
@@ -286,7 +334,8 @@ void backward_x_impl(const std::vector<Level>& levels, const float* x, const flo
         grad_x[3 * (first + p) + d] += dw * res * b.inside[d][p];
       }
     }
-  });
+  };
+  for_each_level_batch<true>(levels, x, n, accumulate, [](int64_t, int64_t) {});
 }
 
 // Levels sorted by decreasing row count, so that dynamic scheduling hands out the
@@ -302,16 +351,11 @@ std::vector<int64_t> levels_largest_first(const std::vector<Level>& levels,
 }
 
 // (N, L, F) -> (L, N, F), so that each level task of the table gradient streams its
-// own 0.5 MB of output gradient instead of striding through all of it. (torch's
-// generic strided copy of this shape is several times slower.)
+// own 0.5 MB of output gradient instead of striding through all of it.
 void split_by_level(const float* src, float* dst, int64_t n, int64_t L, int64_t F) {
 #pragma omp parallel for schedule(static) num_threads(num_threads())
-  for (int64_t first = 0; first < n; first += kBatch) {
-    const int64_t end = std::min(n, first + kBatch);
-    for (int64_t l = 0; l < L; ++l)
-      for (int64_t p = first; p < end; ++p)
-        for (int64_t k = 0; k < F; ++k) dst[(l * n + p) * F + k] = src[(p * L + l) * F + k];
-  }
+  for (int64_t first = 0; first < n; first += kBatch)
+    transpose_points<true>(src, dst, n, L, F, first, std::min(n, first + kBatch));
 }
 
 // grad_table may arrive uninitialised: each level zeroes its rows first. grad_by_level
@@ -327,6 +371,7 @@ void backward_table_impl(const std::vector<Level>& levels, const int64_t* offset
     const int64_t l = order[k];
     float* level_grad = grad_table + levels[l].offset * F;
     std::memset(level_grad, 0, sizeof(float) * F * (offsets[l + 1] - offsets[l]));
+    const bool prefetch = worth_prefetching<F>(levels[l]);
     Batch b;
     for (int64_t first = 0; first < n; first += kBatch) {
       const int m = static_cast<int>(std::min<int64_t>(kBatch, n - first));
@@ -334,7 +379,8 @@ void backward_table_impl(const std::vector<Level>& levels, const int64_t* offset
       const float* g = grad_by_level + (l * n + first) * F;
       // Sequential over points: a fixed order of additions per row, any thread count.
       for (int p = 0; p < m; ++p) {
-        if (p + kPrefetchAhead < m) prefetch_corners<F, true>(level_grad, b, p + kPrefetchAhead);
+        if (prefetch && p + kPrefetchAhead < m)
+          prefetch_corners<F, true>(level_grad, b, p + kPrefetchAhead);
         const Features<F> gp = load_features<F>(g + p * F);
         for (int c = 0; c < 8; ++c) {
           float* row = level_grad + static_cast<int64_t>(b.row[c][p]) * F;
@@ -351,8 +397,10 @@ void backward_table_impl(const std::vector<Level>& levels, const int64_t* offset
 // separate buffer first costs a full extra pass over it. Instead the mappings of the
 // last freed gradients are kept as spares and handed out again, and each level task
 // zeroes its own rows just before it scatters into them, so the zeroing is one
-// streaming write into cache lines the scatter then finds hot. A mapping is only
-// reused after torch has freed the tensor that owned it, so no gradient is ever
+// streaming write into cache lines the scatter then finds hot. The level-major
+// scratch of the forward and of the table gradient (8 MB each with the defaults)
+// come from the same cache, for the same page-fault reason. A mapping is only
+// reused after torch has freed the tensor that owned it, so no buffer is ever
 // aliased. This is an allocator cache (like torch's own), hence the one piece of
 // process-wide state in this file; it holds at most kMaxSpares freed mappings.
 struct Mapping {
@@ -413,28 +461,30 @@ class SpareMapping {
 #endif
   }
 
-  // A model may hold a few grids of different sizes; each keeps its own spare.
-  static constexpr size_t kMaxSpares = 4;
+  // A model may hold a few grids of different sizes; each keeps a spare for its
+  // gradient and one for its scratch.
+  static constexpr size_t kMaxSpares = 8;
   std::mutex mutex_;
   std::vector<Mapping> spares_;
 };
 
-SpareMapping& gradient_mappings() {
+SpareMapping& spare_mappings() {
   static SpareMapping* spare = new SpareMapping();  // never destroyed: tensors may outlive exit
   return *spare;
 }
 
-// An uninitialised float32 tensor for the table gradient; backward_table_impl
-// zeroes every level's rows before scattering into them.
-torch::Tensor gradient_buffer(at::IntArrayRef sizes) {
+// An uninitialised float32 tensor, from a spare mapping when it is large: the
+// table gradient (backward_table_impl zeroes every level's rows before scattering
+// into them) and the level-major scratch (every element is written before it is read).
+torch::Tensor recycled_buffer(at::IntArrayRef sizes) {
   int64_t numel = 1;
   for (const int64_t s : sizes) numel *= s;
   const auto options = torch::TensorOptions().dtype(torch::kFloat32);
   const size_t bytes = sizeof(float) * static_cast<size_t>(std::max<int64_t>(numel, 1));
   if (bytes < (size_t(1) << 20)) return torch::empty(sizes, options);
-  const Mapping m = gradient_mappings().take(bytes);
+  const Mapping m = spare_mappings().take(bytes);
   if (m.base == nullptr) return torch::empty(sizes, options);
-  return torch::from_blob(m.base, sizes, [m](void*) { gradient_mappings().give_back(m); },
+  return torch::from_blob(m.base, sizes, [m](void*) { spare_mappings().give_back(m); },
                           options);
 }
 
@@ -475,9 +525,10 @@ torch::Tensor hashgrid_forward(torch::Tensor x, torch::Tensor table, torch::Tens
   table = table.contiguous();
   const int64_t n = x.size(0), L = static_cast<int64_t>(levels.size()), F = table.size(1);
   auto out = torch::empty({n, L * F}, x.options());
+  auto scratch = recycled_buffer({L, n, F});
   dispatch_features(F, [&](auto f) {
     forward_impl<decltype(f)::value>(levels, x.data_ptr<float>(), table.data_ptr<float>(),
-                                     out.data_ptr<float>(), n);
+                                     scratch.data_ptr<float>(), out.data_ptr<float>(), n);
   });
   return out;
 }
@@ -496,12 +547,12 @@ std::vector<torch::Tensor> hashgrid_backward(torch::Tensor grad_out, torch::Tens
   TORCH_CHECK(grad_out.dim() == 2 && grad_out.size(0) == n && grad_out.size(1) == L * F,
               "grad_out must be (N, L*F)");
   const auto none = torch::empty({0}, x.options());
-  auto grad_table = need_grad_table ? gradient_buffer({table.size(0), F}) : none;
+  auto grad_table = need_grad_table ? recycled_buffer({table.size(0), F}) : none;
   auto grad_x = need_grad_x ? torch::zeros_like(x) : none;
   dispatch_features(F, [&](auto f) {
     constexpr int kF = decltype(f)::value;
     if (need_grad_table) {
-      auto grad_by_level = torch::empty({L, n, F}, grad_out.options());
+      auto grad_by_level = recycled_buffer({L, n, F});
       split_by_level(grad_out.data_ptr<float>(), grad_by_level.data_ptr<float>(), n, L, F);
       const auto offsets_cpu = offsets.contiguous();
       backward_table_impl<kF>(levels, offsets_cpu.data_ptr<int64_t>(), x.data_ptr<float>(),
