@@ -53,6 +53,7 @@ demo: setup
 bench: setup
 	$(BIN)/avatar bench raster
 	$(BIN)/avatar bench preprocess
+	$(BIN)/avatar bench robustness
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_out

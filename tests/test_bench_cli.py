@@ -1,4 +1,4 @@
-"""`avatar bench raster|preprocess --json` as a user runs them, on small inputs.
+"""`avatar bench raster|preprocess|robustness --json` as a user runs them, on small inputs.
 
 Speed targets are not asserted here (they live in docs/benchmarks.md); these
 tests check that the benchmarks run end to end and report every number the
@@ -50,3 +50,32 @@ def test_bench_preprocess_json_reports_quality_and_memory(tmp_path):
     assert result["pose_jitter_deg"] < result["pnp_pose_jitter_deg"]
     assert 0 < result["peak_rss_gib"] < 4
     assert set(result["stage_s"]) >= {"decode", "landmarks", "tracking", "segmentation"}
+
+
+@pytest.mark.slow
+def test_bench_robustness_reports_successes_and_rejections(tmp_path):
+    """A silent video with its sound beside it succeeds with audio features; a 4.9 s clip
+    is rejected with the message a user would see, and the sweep carries on."""
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("styletalk_feifeili_clip3.mp4", "styletalk_feifeili_clip3.wav", "retalking_5.mp4"):
+        (folder / name).symlink_to(data_file("multispeaker", name))
+    r = run("bench", "robustness", str(folder), "--json", "--config", "fast")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    clips = {c["video"]: c for c in result["clips"]}
+    assert set(clips) == {"styletalk_feifeili_clip3.mp4", "retalking_5.mp4"}
+    assert clips["retalking_5.mp4"]["status"] == "rejected"
+    assert "too short" in clips["retalking_5.mp4"]["reason"]
+    ok = clips["styletalk_feifeili_clip3.mp4"]
+    assert ok["status"] == "ok" and ok["audio"] == "styletalk_feifeili_clip3.wav"
+    assert ok["audio_features"], "the sibling .wav should have given audio features"
+    assert ok["tracked_fraction"] >= 0.99 and ok["reprojection_px"] < 1.5
+    assert ok["pose_jitter_deg"] < ok["pnp_pose_jitter_deg"]
+    assert result["summary"] == {**result["summary"], "clips": 2, "ok": 1, "rejected": 1}
+
+
+def test_bench_robustness_on_a_folder_without_videos_says_so(tmp_path):
+    r = run("bench", "robustness", str(tmp_path))
+    assert r.returncode != 0
+    assert "no videos in" in r.stderr and "fix:" in r.stderr

@@ -1,4 +1,4 @@
-"""``avatar bench raster|preprocess``: the benchmarks behind docs/benchmarks.md."""
+"""``avatar bench raster|preprocess|robustness``: the benchmarks behind docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -31,6 +31,16 @@ def add_parser(sub, common) -> None:
     pp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_config_options(pp)
     pp.set_defaults(func=run_preprocess)
+
+    rb = which.add_parser("robustness", parents=[common], help="preprocess every video of a folder",
+                          description="Run `avatar preprocess` on every video of a folder (default: "
+                                      "../shared/data/multispeaker, about 15 people, odd sizes and frame "
+                                      "rates) and report, per clip, success with its quality numbers or "
+                                      "the rejection message. A NAME.wav beside NAME.mp4 is used as its audio.")
+    rb.add_argument("folder", type=Path, nargs="?", default=None, help="folder of videos")
+    rb.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_config_options(rb)
+    rb.set_defaults(func=run_robustness)
 
 
 def _print(result: dict, as_json: bool) -> None:
@@ -66,6 +76,30 @@ def run_preprocess(args) -> int:
     result = {"machine": _machine()}
     result.update(bench_preprocess(video, cfg.preprocess, out=args.out))
     _print(result, args.json)
+    return 0
+
+
+def run_robustness(args) -> int:
+    from avatar.settings import load_config
+    from preprocess.bench import bench_robustness, default_sweep_folder
+
+    folder = args.folder or default_sweep_folder()
+    cfg = load_config(args.config, args.overrides)
+    result = {"machine": _machine()}
+    result.update(bench_robustness(folder, cfg.preprocess))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for clip in result["clips"]:
+        if clip["status"] == "ok":
+            detail = (f"{clip['frames']:5d} frames  tracked {clip['tracked_fraction']:.3f}  "
+                      f"reproj {clip['reprojection_px']:.3f} px  jitter {clip['pose_jitter_deg']:.3f} deg "
+                      f"(PnP {clip['pnp_pose_jitter_deg']:.3f})  audio features: "
+                      f"{'yes' if clip['audio_features'] else 'no'}")
+        else:
+            detail = f"rejected: {clip['reason']}"
+        print(f"{clip['video']:<40} {clip['wall_s']:6.1f} s  {detail}")
+    _print(result["summary"], as_json=False)
     return 0
 
 
