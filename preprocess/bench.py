@@ -42,12 +42,17 @@ def bench_preprocess(video: Path, cfg: PreprocessConfig, out: Path | None = None
         "stage_s": m["timings_s"],
         "peak_rss_gib": round(peak_self, 3),
         "peak_child_rss_gib": round(peak_child, 3),
-        "tracked_fraction": m["tracked_fraction"],
-        "reprojection_px": m["reprojection_px"],
-        "pose_jitter_deg": m["pose_jitter_deg"],
-        "pnp_pose_jitter_deg": m["pnp_pose_jitter_deg"],
-        "focal_px": m["focal_px"],
+        **tracking_quality(m),
     }
+
+
+QUALITY_KEYS = ("tracked_fraction", "reprojection_px", "pose_jitter_deg", "pnp_pose_jitter_deg",
+                "focal_px")
+
+
+def tracking_quality(manifest: dict) -> dict:
+    """The tracking numbers of a subject manifest that the benchmarks report."""
+    return {k: manifest[k] for k in QUALITY_KEYS}
 
 
 def default_sweep_folder() -> Path:
@@ -92,12 +97,7 @@ def bench_robustness(folder: Path, cfg: PreprocessConfig) -> dict:
                 entry.update(status="rejected", reason=e.problem)
             else:
                 m = Subject(Path(tmp) / f"clip{i}").manifest
-                entry.update(status="ok", frames=m["frames"],
-                             tracked_fraction=m["tracked_fraction"],
-                             reprojection_px=m["reprojection_px"],
-                             pose_jitter_deg=m["pose_jitter_deg"],
-                             pnp_pose_jitter_deg=m["pnp_pose_jitter_deg"],
-                             focal_px=m["focal_px"],
+                entry.update(status="ok", frames=m["frames"], **tracking_quality(m),
                              audio_features=m.get("audio_feature_fps") is not None)
             entry["wall_s"] = round(time.perf_counter() - t0, 1)
             clips.append(entry)

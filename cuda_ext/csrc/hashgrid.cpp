@@ -340,12 +340,11 @@ void backward_x_impl(const std::vector<Level>& levels, const float* x, const flo
 
 // Levels sorted by decreasing row count, so that dynamic scheduling hands out the
 // big (hashed, cache-missing) levels first and the small dense ones fill the gaps.
-std::vector<int64_t> levels_largest_first(const std::vector<Level>& levels,
-                                          const int64_t* offsets) {
+std::vector<int64_t> levels_largest_first(const std::vector<Level>& levels) {
   std::vector<int64_t> order(levels.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    return offsets[a + 1] - offsets[a] > offsets[b + 1] - offsets[b];
+    return levels[a].rows > levels[b].rows;
   });
   return order;
 }
@@ -361,16 +360,16 @@ void split_by_level(const float* src, float* dst, int64_t n, int64_t L, int64_t 
 // grad_table may arrive uninitialised: each level zeroes its rows first. grad_by_level
 // is (L, N, F).
 template <int F>
-void backward_table_impl(const std::vector<Level>& levels, const int64_t* offsets,
+void backward_table_impl(const std::vector<Level>& levels,
                          const float* x, const float* grad_by_level, float* grad_table,
                          int64_t n) {
   const int64_t L = static_cast<int64_t>(levels.size());
-  const std::vector<int64_t> order = levels_largest_first(levels, offsets);
+  const std::vector<int64_t> order = levels_largest_first(levels);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads())
   for (int64_t k = 0; k < L; ++k) {
     const int64_t l = order[k];
     float* level_grad = grad_table + levels[l].offset * F;
-    std::memset(level_grad, 0, sizeof(float) * F * (offsets[l + 1] - offsets[l]));
+    std::memset(level_grad, 0, sizeof(float) * F * levels[l].rows);
     const bool prefetch = worth_prefetching<F>(levels[l]);
     Batch b;
     for (int64_t first = 0; first < n; first += kBatch) {
@@ -554,8 +553,7 @@ std::vector<torch::Tensor> hashgrid_backward(torch::Tensor grad_out, torch::Tens
     if (need_grad_table) {
       auto grad_by_level = recycled_buffer({L, n, F});
       split_by_level(grad_out.data_ptr<float>(), grad_by_level.data_ptr<float>(), n, L, F);
-      const auto offsets_cpu = offsets.contiguous();
-      backward_table_impl<kF>(levels, offsets_cpu.data_ptr<int64_t>(), x.data_ptr<float>(),
+      backward_table_impl<kF>(levels, x.data_ptr<float>(),
                               grad_by_level.data_ptr<float>(), grad_table.data_ptr<float>(), n);
     }
     if (need_grad_x)
