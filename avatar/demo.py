@@ -8,12 +8,11 @@ issues; this script says so instead of pretending.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from avatar.cli.main import main as avatar_main
+from avatar.core.data import REPO_ROOT as ROOT, shared_data
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT.parent / "shared" / "data" / "videos" / "may_5s.mp4"
+SAMPLE = shared_data("videos", "may_5s.mp4")
 OUT = ROOT / "demo_out" / "may_5s"
 
 

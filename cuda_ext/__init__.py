@@ -82,7 +82,7 @@ def load(name: str) -> ModuleType:
                                 extra_include_paths=[str(CSRC)], build_directory=str(build),
                                 verbose=os.environ.get("AVATAR_VERBOSE_BUILD") == "1")
         except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
-            from avatar.errors import UserError
+            from avatar.core.errors import UserError
             detail = str(err).strip().splitlines()[-1:] or [type(err).__name__]
             raise UserError(
                 f"compiling the {name} kernel failed ({detail[0][:200]})",

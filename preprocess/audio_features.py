@@ -30,14 +30,15 @@ Keys of :func:`compute_audio_features` (F frames, H = F * r rows, float32):
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import librosa
 import numpy as np
 import parselmouth
 from scipy import ndimage
 
-SAMPLE_RATE = 16000
+from preprocess.config import AUDIO_SAMPLE_RATE_HZ, AudioFeatureConfig
+
+SAMPLE_RATE = AUDIO_SAMPLE_RATE_HZ
 """Internal sample rate, Hz: the rate of the pocketsphinx en-US acoustic model."""
 
 PHONES: tuple[str, ...] = (
@@ -51,52 +52,9 @@ PHONES: tuple[str, ...] = (
 _PHONE_INDEX = {p: i for i, p in enumerate(PHONES)} | {"+NSN+": 1, "+SPN+": 1}
 
 
-@dataclass
-class AudioFeatureConfig:
-    """Settings of the audio features."""
-
-    fps: float = 25.0
-    """Video frame rate the features are aligned to, frames per second."""
-    hi_rate_hz: float = 100.0
-    """Rate of the high-rate rows, Hz; must be a whole multiple of fps and divide 16000."""
-    n_mels: int = 80
-    """Number of mel bands."""
-    n_fft: int = 512
-    """FFT size for the mel spectrogram, samples at 16 kHz."""
-    win_ms: float = 25.0
-    """Analysis window length for the mel spectrogram, milliseconds."""
-    fmin_hz: float = 55.0
-    """Lowest mel band edge, Hz."""
-    fmax_hz: float = 7600.0
-    """Highest mel band edge, Hz."""
-    log_floor: float = 1e-6
-    """Added to mel power before the log, so silence gives ln(1e-6) = -13.8 instead of -inf."""
-    f0_min_hz: float = 60.0
-    """Lowest pitch searched, Hz (also sets Praat's window to 3 periods of it)."""
-    f0_max_hz: float = 500.0
-    """Highest pitch searched, Hz."""
-    vad_floor_db: float = -55.0
-    """Frames quieter than this, dBFS, are never speech."""
-    vad_on_below_ref_db: float = 20.0
-    """Speech starts at voiced frames no more than this many dB below the loud level (95th percentile energy)."""
-    vad_hysteresis_db: float = 10.0
-    """Speech continues down to this many dB below the start threshold (catches unvoiced consonants)..."""
-    vad_noise_margin_db: float = 6.0
-    """...but not below the noise level (10th percentile energy) plus this many dB."""
-    vad_min_gap_s: float = 0.2
-    """Pauses shorter than this, seconds, are bridged."""
-    vad_min_speech_s: float = 0.1
-    """Speech runs shorter than this, seconds, are dropped."""
-    phone_lw: float = 2.0
-    """Language-model weight of pocketsphinx phone recognition."""
-    phone_smooth_ms: float = 20.0
-    """Std-dev of the Gaussian that turns the recognised phone sequence into soft posteriors, ms."""
-    phone_floor: float = 0.01
-    """Probability mass spread evenly over all phones (the recogniser is noisy; no phone is impossible)."""
-
-
 def compute_audio_features(wav: np.ndarray, sample_rate: int, n_frames: int | None = None,
-                           cfg: AudioFeatureConfig = AudioFeatureConfig()) -> dict[str, np.ndarray]:
+                           cfg: AudioFeatureConfig = AudioFeatureConfig(),
+                           fps: float = 25.0) -> dict[str, np.ndarray]:
     """Frame-aligned features of a waveform (module docstring lists the keys and units).
 
     Args:
@@ -105,10 +63,12 @@ def compute_audio_features(wav: np.ndarray, sample_rate: int, n_frames: int | No
         n_frames: output exactly this many frames, padding the audio with
             silence or trimming it; None: enough frames to cover the whole
             audio, ``ceil(duration * fps)``.
+        cfg: feature settings.
+        fps: video frame rate the features are aligned to (a subject's ``decode.fps``).
     """
-    r = _rows_per_frame(cfg)
+    r = cfg.rows_per_frame(fps)
     audio = _to_mono_16k(wav, sample_rate)
-    frame_len = int(round(SAMPLE_RATE / cfg.fps))
+    frame_len = int(round(SAMPLE_RATE / fps))
     if n_frames is None:
         n_frames = max(1, int(np.ceil(len(audio) / frame_len - 1e-6)))
     if n_frames < 1:
@@ -121,7 +81,7 @@ def compute_audio_features(wav: np.ndarray, sample_rate: int, n_frames: int | No
     energy = _rms_db(audio.reshape(n_frames, -1))
     voiced = (f0_hi > 0).reshape(n_frames, r)
     voicing = voiced.mean(axis=1)
-    vad = voice_activity(energy, voicing, cfg)
+    vad = voice_activity(energy, voicing, cfg, fps)
     # one frame of margin keeps plosive and fricative onsets that precede the voiced seed
     active = np.repeat(ndimage.binary_dilation(vad > 0), r)
     post_hi = phone_posteriors(audio, active, cfg)
@@ -137,15 +97,6 @@ def compute_audio_features(wav: np.ndarray, sample_rate: int, n_frames: int | No
         "phone_post": _normalise_rows(post_hi.reshape(n_frames, r, -1).mean(axis=1)).astype(np.float32),
         "phone_post_hi": post_hi.astype(np.float32),
     }
-
-
-def _rows_per_frame(cfg: AudioFeatureConfig) -> int:
-    r = cfg.hi_rate_hz / cfg.fps
-    hop = SAMPLE_RATE / cfg.hi_rate_hz
-    if abs(r - round(r)) > 1e-6 or abs(hop - round(hop)) > 1e-6:
-        raise ValueError(f"hi_rate_hz={cfg.hi_rate_hz} must be a whole multiple of fps={cfg.fps} "
-                         f"and divide {SAMPLE_RATE}")
-    return int(round(r))
 
 
 def _to_mono_16k(wav: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -215,7 +166,7 @@ def _frame_f0(f0_rows: np.ndarray, voicing: np.ndarray) -> np.ndarray:
 
 
 def voice_activity(energy_db: np.ndarray, voicing: np.ndarray,
-                   cfg: AudioFeatureConfig = AudioFeatureConfig()) -> np.ndarray:
+                   cfg: AudioFeatureConfig = AudioFeatureConfig(), fps: float = 25.0) -> np.ndarray:
     """(F,) float 0/1 voice activity from frame energy (dBFS) and voicing, with hysteresis.
 
     Thresholds are relative to the recording's loud level (95th percentile of
@@ -227,7 +178,6 @@ def voice_activity(energy_db: np.ndarray, voicing: np.ndarray,
     consonants and short pauses get bridged). Short pauses are then bridged and
     blips dropped.
     """
-    fps = cfg.fps
     on = max(cfg.vad_floor_db, float(np.percentile(energy_db, 95)) - cfg.vad_on_below_ref_db)
     noise = float(np.percentile(energy_db, 10))
     off = min(on, max(on - cfg.vad_hysteresis_db, noise + cfg.vad_noise_margin_db))

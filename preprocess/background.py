@@ -18,26 +18,16 @@ Only ``sample_frames`` frames are held in memory (100 frames of 512x512: 80 MB).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import cv2
 import numpy as np
 
-from avatar.progress import progress
+from avatar.core.progress import progress
 from preprocess.segmentation import LABEL_BACKGROUND
+from preprocess.config import BackgroundConfig
 
 _ROWS_PER_BLOCK = 32  # rows of the frame stack sorted at once, bounds the temporary memory
-
-
-@dataclass
-class BackgroundConfig:
-    sample_frames: int = 100
-    """Frames sampled evenly through the clip; more is more robust to a person who moves little, but slower."""
-    person_margin: float = 0.02
-    """Halo guard: background pixels nearer a non-background pixel than this fraction of the image size are unused."""
-    min_observed_fraction: float = 0.05
-    """A pixel is observed when at least this fraction of the sampled frames (and >= 1) saw it as background."""
 
 
 def sample_indices(n_frames: int, n_samples: int) -> np.ndarray:

@@ -1,19 +1,201 @@
 """Settings of the whole preprocessing pipeline: one section per stage.
 
-Each section's dataclass lives beside the stage's code; this file only
-gathers them, plus the few settings that belong to the pipeline itself.
+Every stage's settings live here, not beside the stage's code, so loading a
+config (``avatar config``, ``--help``, the stage cache keys) imports no heavy
+library: the stage modules import OpenCV, MediaPipe, librosa and torch. Each
+field has its one-line docstring underneath (``avatar config`` prints it) and
+every number its allowed :class:`~avatar.core.config.Range`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
-from preprocess.audio_features import AudioFeatureConfig
-from preprocess.background import BackgroundConfig
-from preprocess.decode import DecodeConfig
-from preprocess.landmarks import LandmarkConfig
-from preprocess.segmentation import SegmentationConfig
-from preprocess.tracking import TrackingConfig
+from avatar.core.config import Range
+
+AUDIO_SAMPLE_RATE_HZ = 16000
+"""Rate the audio features are computed at: the rate of the pocketsphinx en-US acoustic model."""
+
+Fraction = Annotated[float, Range(0.0, 1.0)]
+Pixels = Annotated[int, Range(0, 4096)]
+
+
+@dataclass
+class DecodeConfig:
+    """Settings of the decode stage."""
+
+    fps: Annotated[float, Range(1.0, 120.0)] = 25.0
+    """Output frame rate, frames per second; every later stage (audio features too) works at this rate."""
+    size: Annotated[int, Range(64, 4096)] = 512
+    """Side of the square working frames, pixels."""
+    crop_scale: Annotated[float, Range(1.0, 10.0)] = 2.0
+    """Crop side over the median face-detection box side (brows to chin); 2.0 shows hair and neck like ER-NeRF crops."""
+    crop_face_centre_y: Fraction = 0.55
+    """Height of the face-box centre in the crop, as a fraction of its side from the top (> 0.5: room for hair)."""
+    whole_frame_min_fill: Fraction = 0.8
+    """A square source whose ideal crop spans at least this fraction of its side is used whole (resized only)."""
+    audio_sample_rate: Annotated[int, Range(8000, 192000)] = 16000
+    """Sample rate of the extracted mono audio, Hz."""
+    min_duration_s: Annotated[float, Range(0.0, None)] = 5.0
+    """Shortest accepted video, seconds."""
+    max_side_px: Annotated[int, Range(16, 16384)] = 7680
+    """Longest accepted frame side, pixels (8K); larger sources are refused."""
+    min_side_px: Annotated[int, Range(16, 16384)] = 64
+    """Shortest accepted frame side, pixels."""
+    crop_sample_frames: Annotated[int, Range(1, 1000)] = 30
+    """Frames, spread evenly over the clip, run through face detection to choose the crop."""
+    min_face_fraction: Fraction = 0.2
+    """Fewest sampled frames, as a fraction, that must show a face; below it the video is refused."""
+    min_face_px: Annotated[float, Range(1.0, None)] = 40.0
+    """Smallest accepted median face-box side in source pixels; smaller faces carry too little detail."""
+    detection_max_side_px: Annotated[int, Range(64, 16384)] = 1024
+    """Sampled frames are downscaled to at most this side before detection (the detector runs at 192 px anyway)."""
+    max_duration_s: Annotated[float | None, Range(0.0, None, lo_open=True)] = None
+    """Use only the first this many seconds of the video (None: all of it); for quick tries and tests."""
+    max_several_faces_fraction: Fraction = 0.5
+    """Refuse the video when more than this share of sampled frames show a second face at least half as large as the first."""
+    turned_check_fraction: Fraction = 0.5
+    """With a face in fewer than this share of sampled frames, turned copies are tried too, to tell a rotated video from a faceless one (the detector fires weakly on upside-down faces)."""
+
+
+@dataclass
+class LandmarkConfig:
+    """Settings of the MediaPipe FaceMesh landmark stage."""
+
+    min_detection_confidence: Fraction = 0.5
+    """Face-detector score needed to start tracking a face, in [0, 1]."""
+    min_tracking_confidence: Fraction = 0.5
+    """Landmark-model face-presence score below which a face is re-detected, in [0, 1]."""
+    max_faces: Annotated[int, Range(1, 10)] = 2
+    """Faces MediaPipe looks for; 2 so that a second person is noticed and the frame flagged."""
+    duplicate_iou: Fraction = 0.5
+    """Two detections whose 2D boxes overlap more than this (IoU) are the same face tracked twice."""
+
+
+@dataclass
+class TrackingConfig:
+    """Face model, joint fit and stabiliser settings."""
+
+    n_expr: Annotated[int, Range(1, 200)] = 32
+    """Expression components K of the person-specific face model (PCA of landmark motion)."""
+    iters: Annotated[int, Range(0, 100)] = 6
+    """Most Levenberg-Marquardt iterations of the joint fit (each about two passes over the clip)."""
+    rel_tol: Annotated[float, Range(0.0, 1.0)] = 1e-3
+    """Stop early once an iteration lowers the objective by less than this fraction."""
+    damping: Annotated[float, Range(0.0, None, lo_open=True)] = 1e-3
+    """Initial Levenberg-Marquardt damping (fraction of the normal-matrix diagonal)."""
+    huber_px: Annotated[float, Range(0.0, None, lo_open=True)] = 1.5
+    """2D error (pixels) above which the landmark loss grows linearly, not quadratically."""
+    w_rigid: Annotated[float, Range(0.0, None)] = 4.0
+    """Weight of a rigid landmark relative to any other landmark in the data term."""
+    w_smooth_rot: Annotated[float, Range(0.0, None)] = 5.0
+    """Weight of the squared 2nd difference of head rotation (per degree^2 per frame)."""
+    w_smooth_trans: Annotated[float, Range(0.0, None)] = 0.5
+    """Weight of the squared 2nd difference of head translation (per mm^2 per frame)."""
+    w_expr_l2: Annotated[float, Range(0.0, None, lo_open=True)] = 1e-3
+    """Weight of the unit-Gaussian L2 prior on expression coefficients (per frame; > 0 keeps face-less frames defined)."""
+    focal_prior_fov_deg: Annotated[float, Range(1.0, 170.0, lo_open=True, hi_open=True)] = 25.0
+    """Horizontal field of view of the focal-length prior, degrees."""
+    w_focal_prior: Annotated[float, Range(0.0, None)] = 1.0
+    """Weight of the squared log-ratio between focal length and prior (per frame)."""
+    refine_shape: bool = True
+    """Also fit a shared correction of the mean shape (mostly its MediaPipe-estimated depth)."""
+    w_shape_l2: Annotated[float, Range(0.0, None)] = 1e-2
+    """Weight of the L2 prior on that correction (per mm^2 of mean vertex offset, per frame)."""
+    eye_corner_distance_m: Annotated[float, Range(0.03, 0.2)] = 0.09
+    """Metric scale prior: distance between the outer eye corners of an adult, metres."""
+    head_centre_depth_m: Annotated[float, Range(0.0, 0.3)] = 0.09
+    """Head-frame origin: this far behind the nose bridge, metres."""
+    min_valid_frames: Annotated[int, Range(1, None)] = 10
+    """Fail when fewer frames than this have exactly one face."""
+
+
+@dataclass
+class SegmentationConfig:
+    """Settings of the label maps: background, head, neck/torso, mouth interior, eyes."""
+
+    model_selection: Annotated[int, Range(0, 1)] = 0
+    """Selfie model: 0 = general (256x256 input, suits square head crops, ~7 ms), 1 = landscape (faster, coarser)."""
+    person_threshold: Fraction = 0.5
+    """Selfie-mask probability above which a pixel is person."""
+    edge_blur_sigma_px: Annotated[float, Range(0.0, 50.0)] = 1.5
+    """Gaussian blur of the person probability before thresholding, in pixels; smooths jagged edges (0 = off)."""
+    min_blob_fraction: Fraction = 0.002
+    """Person blobs smaller than this fraction of the image are dropped as noise."""
+    neck_cut_offset: Annotated[float, Range(-1.0, 2.0)] = 0.1
+    """Cut line between head and torso: this many jaw widths below the line through the jaw corners."""
+    eye_dilate_px: Annotated[int, Range(0, 50)] = 1
+    """Grow the eye polygons by this many pixels so the lash line counts as eye."""
+    mouth_dilate_px: Annotated[int, Range(0, 50)] = 0
+    """Grow the mouth-interior polygon by this many pixels."""
+
+
+@dataclass
+class BackgroundConfig:
+    """Settings of the static background plate."""
+
+    sample_frames: Annotated[int, Range(1, 10000)] = 100
+    """Frames sampled evenly through the clip; more is more robust to a person who moves little, but slower."""
+    person_margin: Annotated[float, Range(0.0, 0.5)] = 0.02
+    """Halo guard: background pixels nearer a non-background pixel than this fraction of the image size are unused."""
+    min_observed_fraction: Fraction = 0.05
+    """A pixel is observed when at least this fraction of the sampled frames (and >= 1) saw it as background."""
+
+
+@dataclass
+class AudioFeatureConfig:
+    """Settings of the audio features; their frame rate is the video's (``decode.fps``)."""
+
+    hi_rate_hz: Annotated[float, Range(10.0, 1000.0)] = 100.0
+    """Rate of the high-rate rows, Hz; must be a whole multiple of the frame rate and divide 16000."""
+    n_mels: Annotated[int, Range(8, 256)] = 80
+    """Number of mel bands."""
+    n_fft: Annotated[int, Range(64, 8192)] = 512
+    """FFT size for the mel spectrogram, samples at 16 kHz."""
+    win_ms: Annotated[float, Range(5.0, 100.0)] = 25.0
+    """Analysis window length for the mel spectrogram, milliseconds."""
+    fmin_hz: Annotated[float, Range(0.0, 8000.0)] = 55.0
+    """Lowest mel band edge, Hz."""
+    fmax_hz: Annotated[float, Range(100.0, 8000.0)] = 7600.0
+    """Highest mel band edge, Hz."""
+    log_floor: Annotated[float, Range(0.0, 1.0, lo_open=True)] = 1e-6
+    """Added to mel power before the log, so silence gives ln(1e-6) = -13.8 instead of -inf."""
+    f0_min_hz: Annotated[float, Range(20.0, 1000.0)] = 60.0
+    """Lowest pitch searched, Hz (also sets Praat's window to 3 periods of it)."""
+    f0_max_hz: Annotated[float, Range(50.0, 2000.0)] = 500.0
+    """Highest pitch searched, Hz."""
+    vad_floor_db: Annotated[float, Range(-120.0, 0.0)] = -55.0
+    """Frames quieter than this, dBFS, are never speech."""
+    vad_on_below_ref_db: Annotated[float, Range(0.0, 120.0)] = 20.0
+    """Speech starts at voiced frames no more than this many dB below the loud level (95th percentile energy)."""
+    vad_hysteresis_db: Annotated[float, Range(0.0, 120.0)] = 10.0
+    """Speech continues down to this many dB below the start threshold (catches unvoiced consonants)..."""
+    vad_noise_margin_db: Annotated[float, Range(0.0, 120.0)] = 6.0
+    """...but not below the noise level (10th percentile energy) plus this many dB."""
+    vad_min_gap_s: Annotated[float, Range(0.0, 10.0)] = 0.2
+    """Pauses shorter than this, seconds, are bridged."""
+    vad_min_speech_s: Annotated[float, Range(0.0, 10.0)] = 0.1
+    """Speech runs shorter than this, seconds, are dropped."""
+    phone_lw: Annotated[float, Range(0.0, 100.0)] = 2.0
+    """Language-model weight of pocketsphinx phone recognition."""
+    phone_smooth_ms: Annotated[float, Range(0.0, 1000.0)] = 20.0
+    """Std-dev of the Gaussian that turns the recognised phone sequence into soft posteriors, ms."""
+    phone_floor: Annotated[float, Range(0.0, 1.0, hi_open=True)] = 0.01
+    """Probability mass spread evenly over all phones (the recogniser is noisy; no phone is impossible)."""
+
+    def rows_per_frame(self, fps: float) -> int:
+        """High-rate rows per video frame at ``fps``; ValueError when they do not line up."""
+        r = self.hi_rate_hz / fps
+        hop = AUDIO_SAMPLE_RATE_HZ / self.hi_rate_hz
+        frame = AUDIO_SAMPLE_RATE_HZ / fps
+        if abs(r - round(r)) > 1e-6 or abs(hop - round(hop)) > 1e-6 or abs(frame - round(frame)) > 1e-6:
+            raise ValueError(
+                f"a frame rate of {fps:g} fps does not line up with the audio features at "
+                f"audio.hi_rate_hz={self.hi_rate_hz:g}: the high rate must be a whole multiple of the "
+                f"frame rate and both must divide {AUDIO_SAMPLE_RATE_HZ} Hz (with 100 Hz: decode.fps "
+                f"10, 20, 25, 50 or 100; 30 fps sources are resampled to 25 fps by default)")
+        return int(round(r))
 
 
 @dataclass
@@ -31,20 +213,24 @@ class PreprocessConfig:
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
     """Static background plate."""
     audio: AudioFeatureConfig = field(default_factory=AudioFeatureConfig)
-    """Audio features (mel, pitch, energy, voice activity, phones)."""
-    val_fraction: float = 0.1
+    """Audio features (mel, pitch, energy, voice activity, phones) at the frame rate decode.fps."""
+    val_fraction: Annotated[float, Range(0.0, 0.5, hi_open=True)] = 0.1
     """Share of the clip, taken from its end, held out for validation."""
-    jpeg_quality: int = 95
+    jpeg_quality: Annotated[int, Range(1, 100)] = 95
     """JPEG quality of the stored working frames (1-100)."""
-    min_usable_fraction: float = 0.5
+    min_usable_fraction: Annotated[float, Range(0.0, 1.0, lo_open=True)] = 0.5
     """Fail when fewer than this share of frames show exactly one face."""
-    min_usable_frames: int = 50
+    min_usable_frames: Annotated[int, Range(1, None)] = 50
     """Fail when fewer than this many frames show exactly one face."""
 
     def __post_init__(self):
-        if not 0.0 <= self.val_fraction < 0.5:
-            raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
-        if not 0.0 < self.min_usable_fraction <= 1.0:
-            raise ValueError(f"min_usable_fraction must be in (0, 1], got {self.min_usable_fraction}")
+        if self.decode.min_side_px > self.decode.max_side_px:
+            raise ValueError(f"decode.min_side_px ({self.decode.min_side_px}) is above decode.max_side_px "
+                             f"({self.decode.max_side_px})")
+        if self.audio.f0_min_hz >= self.audio.f0_max_hz:
+            raise ValueError(f"audio.f0_min_hz ({self.audio.f0_min_hz:g}) must be below audio.f0_max_hz "
+                             f"({self.audio.f0_max_hz:g})")
+        if self.audio.fmin_hz >= self.audio.fmax_hz:
+            raise ValueError(f"audio.fmin_hz ({self.audio.fmin_hz:g}) must be below audio.fmax_hz "
+                             f"({self.audio.fmax_hz:g})")
+        self.audio.rows_per_frame(self.decode.fps)  # the features follow decode.fps: they must line up

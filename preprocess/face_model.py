@@ -13,7 +13,7 @@ model of this one face:
    its outer eye corners are ``eye_corner_distance_m`` apart (adult mean
    exocanthion distance, about 0.09 m; varies about +-6 % between adults, which
    becomes the same relative error in tracked depth, not in reprojection).
-3. Head frame (``avatar/camera.py``): x from the subject's right to left face
+3. Head frame (``avatar/core/camera.py``): x from the subject's right to left face
    side (image right when frontal), y from forehead to chin, z = x cross y
    (away from the camera), origin ``head_centre_depth_m`` behind the nose bridge.
 4. Expression basis: principal components of the aligned shapes' deviations from
@@ -28,22 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Left/right symmetric landmark pairs (subject's right side first; it is on the
-# image left when the head is frontal): face-oval pairs and the eye corners.
-SYMMETRIC_PAIRS = np.array([
-    (109, 338), (67, 297), (103, 332), (54, 284), (21, 251), (162, 389), (127, 356),
-    (234, 454), (93, 323), (132, 361), (58, 288), (172, 397), (136, 365), (150, 379),
-    (149, 378), (176, 400), (148, 377), (33, 263), (133, 362)])
-FOREHEAD_TOP, CHIN, NOSE_BRIDGE = 10, 152, 168
-RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
-
-# Eye openness: upper/lower lid pairs and the corners, per eye (subject's left
-# eye first: MediaPipe's FACEMESH_LEFT_EYE, on the image right).
-EYE_LIDS = (((385, 380), (386, 374), (387, 373)), ((160, 144), (159, 145), (158, 153)))
-EYE_CORNERS = ((362, 263), (133, 33))
-# Mouth openness: inner-lip upper/lower pairs and the outer mouth corners.
-INNER_LIPS = ((82, 87), (13, 14), (312, 317))
-MOUTH_CORNERS = (61, 291)
+from preprocess.landmark_ids import (CHIN, EYE_CORNERS, EYE_LIDS, FOREHEAD_TOP, INNER_LIPS, LEFT_EYE_OUTER,
+                                     MOUTH_CORNERS, NOSE_BRIDGE, RIGHT_EYE_OUTER, SYMMETRIC_PAIRS)
 
 
 @dataclass

@@ -8,7 +8,7 @@ consistently oriented triangle list from it, and turns the region edge sets
 Winding convention (used by every consumer of :func:`face_triangles`):
   a triangle ``(a, b, c)`` is a *front face* when its normal
   ``(v_b - v_a) x (v_c - v_a)`` points toward the camera, i.e. has negative z in
-  the camera frame of :mod:`avatar.camera` (x right, y down, z away) and in
+  the camera frame of :mod:`avatar.core.camera` (x right, y down, z away) and in
   MediaPipe's own landmark coordinates, which share those axes. Seen on screen,
   front faces run counter-clockwise. For a frontal face every triangle is a
   front face. All loops returned here run in the same on-screen sense
@@ -32,20 +32,8 @@ from typing import Iterable
 import numpy as np
 from mediapipe.python.solutions import face_mesh_connections as _fmc
 
-NUM_MESH_VERTICES = 468
-"""Vertices of the face mesh proper; the triangles use only these."""
-NUM_LANDMARKS = 478
-"""Landmarks with ``refine_landmarks=True``: the mesh plus 5 per iris."""
-CHIN = 152
-"""Lowest point of the face oval (tip of the chin)."""
-JAW_CORNERS = (172, 397)
-"""Face-oval vertices at the angles of the jaw: (subject's right, subject's left)."""
-NOSE_TIP = 1
-"""Most forward point of the nose."""
-RIGHT_IRIS_CENTER = 468
-"""Centre of the subject's right iris (image left)."""
-LEFT_IRIS_CENTER = 473
-"""Centre of the subject's left iris (image right)."""
+from preprocess.landmark_ids import (  # noqa: F401  (re-exported: topo.CHIN etc.)
+    CHIN, JAW_CORNERS, LEFT_IRIS_CENTER, NOSE_TIP, NUM_LANDMARKS, NUM_MESH_VERTICES, RIGHT_IRIS_CENTER)
 
 Edge = tuple[int, int]
 

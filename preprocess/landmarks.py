@@ -4,7 +4,7 @@ Uses the legacy ``mp.solutions.face_mesh`` solution of mediapipe 0.10.21 (the
 last version whose wheel bundles its models) in video mode with
 ``refine_landmarks=True``: 468 mesh vertices plus 10 iris points.
 
-Coordinates follow ``avatar/camera.py``: MediaPipe's normalised x (y) is a
+Coordinates follow ``avatar/core/camera.py``: MediaPipe's normalised x (y) is a
 fraction of the image width (height) measured from the left (top) image edge,
 so ``x * W`` is already the continuous pixel coordinate in which pixel centres
 sit at +0.5. MediaPipe's z is relative depth (smaller = closer to the camera,
@@ -19,48 +19,17 @@ are flagged ``valid=False`` but still carry the larger face's points (largest
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
 
-from avatar.progress import progress
+from avatar.core.progress import progress
+from preprocess.config import LandmarkConfig
+from preprocess.landmark_ids import NUM_LANDMARKS
+from preprocess.subject_data import Landmarks
 
-N_LANDMARKS = 478
+N_LANDMARKS = NUM_LANDMARKS
 """468 FaceMesh vertices + 2 x 5 iris points (``refine_landmarks=True``)."""
-
-
-@dataclass
-class LandmarkConfig:
-    """Settings of the MediaPipe FaceMesh landmark stage."""
-
-    min_detection_confidence: float = 0.5
-    """Face-detector score needed to start tracking a face, in [0, 1]."""
-    min_tracking_confidence: float = 0.5
-    """Landmark-model face-presence score below which a face is re-detected, in [0, 1]."""
-    max_faces: int = 2
-    """Faces MediaPipe looks for; 2 so that a second person is noticed and the frame flagged."""
-    duplicate_iou: float = 0.5
-    """Two detections whose 2D boxes overlap more than this (IoU) are the same face tracked twice."""
-
-
-@dataclass
-class Landmarks:
-    """Landmarks of a whole clip.
-
-    points:  (F, 478, 3) float32: x, y in working-frame pixels (pixel centres at
-             +0.5), z = MediaPipe depth * frame width (pixels, larger = farther);
-             NaN where no face was found.
-    n_faces: (F,) int8 number of distinct faces seen in each frame.
-    valid:   (F,) bool, exactly one face seen: the frames usable for training.
-    """
-
-    points: np.ndarray
-    n_faces: np.ndarray
-    valid: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.points)
 
 
 def _face_to_pixels(face, width: int, height: int) -> np.ndarray:

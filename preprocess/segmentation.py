@@ -16,18 +16,18 @@ anyway; their only use is the person/background split for the background
 plate. Every person pixel of such a frame is labelled head (1) so that it is
 never taken for background and never feeds torso statistics.
 
-Pixel coordinates follow :mod:`avatar.camera`: pixel centres at integer + 0.5.
+Pixel coordinates follow :mod:`avatar.core.camera`: pixel centres at integer + 0.5.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import cv2
 import mediapipe as mp
 import numpy as np
 
 from preprocess import face_topology as topo
+from preprocess.config import SegmentationConfig
 
 LABEL_BACKGROUND = 0
 LABEL_HEAD = 1
@@ -45,24 +45,6 @@ LABELS = {
 
 _SUBPIXEL_BITS = 4  # cv2 polygon vertices in 1/16 pixel
 _FAR = 8.0  # half-planes are drawn as quads reaching this many image sizes out
-
-
-@dataclass
-class SegmentationConfig:
-    model_selection: int = 0
-    """Selfie model: 0 = general (256x256 input, suits square head crops, ~7 ms), 1 = landscape (faster, coarser)."""
-    person_threshold: float = 0.5
-    """Selfie-mask probability above which a pixel is person."""
-    edge_blur_sigma_px: float = 1.5
-    """Gaussian blur of the person probability before thresholding, in pixels; smooths jagged edges (0 = off)."""
-    min_blob_fraction: float = 0.002
-    """Person blobs smaller than this fraction of the image are dropped as noise."""
-    neck_cut_offset: float = 0.1
-    """Cut line between head and torso: this many jaw widths below the line through the jaw corners."""
-    eye_dilate_px: int = 1
-    """Grow the eye polygons by this many pixels so the lash line counts as eye."""
-    mouth_dilate_px: int = 0
-    """Grow the mouth-interior polygon by this many pixels."""
 
 
 class Segmenter:

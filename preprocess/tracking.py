@@ -2,7 +2,7 @@
 
 Model (see ``face_model.py``): head-frame vertices ``V_f = mean + delta + expr_f @ basis``
 (metres), camera point ``X = R_f V_f + t_f`` (camera-from-head, OpenCV axes as
-in ``avatar/camera.py``), pinhole projection with one focal length for the clip
+in ``avatar/core/camera.py``), pinhole projection with one focal length for the clip
 and the principal point at the image centre.
 
 Objective, minimised jointly over all frames:
@@ -43,115 +43,19 @@ import scipy.sparse
 import scipy.sparse.linalg
 import torch
 
-from avatar.camera import intrinsics
-from avatar.errors import UserError
-from avatar.progress import progress
+from avatar.core.camera import intrinsics
+from avatar.core.errors import UserError
+from avatar.core.progress import progress
+from avatar.core.rotations import axis_angle_to_matrix
+from preprocess.config import TrackingConfig
 from preprocess.face_model import FaceModel, build_face_model, eye_openness, mouth_openness
+from preprocess.landmark_ids import RIGID_LANDMARKS
+from preprocess.subject_data import Tracking
 
-# Landmarks that move only with the skull: upper forehead, nose bridge and upper
-# nose sides, temples and outer orbit rims, upper cheekbones towards the ears.
-# Not mouth, jaw, lids or brows (they follow expression). Chosen by anatomy and
-# checked on cnn2: after Procrustes each moves less than 59 % of all landmarks.
-RIGID_LANDMARKS = np.array(sorted({
-    10, 151, 9, 108, 337, 109, 338, 67, 297, 69, 299, 104, 333, 68, 298, 71, 301,  # forehead
-    168, 6, 197, 195, 5, 122, 351, 193, 417, 188, 412, 114, 343, 47, 277,  # nose bridge, upper sides
-    139, 368, 34, 264, 162, 389, 21, 251, 54, 284, 103, 332, 127, 356, 227, 447,  # temples, orbit rims
-    116, 345, 117, 346, 123, 352, 111, 340, 143, 372, 234, 454,  # cheekbones
-}))
 N_POSE = 6  # per-frame rotation (axis-angle, radians) and translation (metres)
 
 
-@dataclass
-class TrackingConfig:
-    """Face model, joint fit and stabiliser settings."""
-
-    n_expr: int = 32
-    """Expression components K of the person-specific face model (PCA of landmark motion)."""
-    iters: int = 6
-    """Most Levenberg-Marquardt iterations of the joint fit (each about two passes over the clip)."""
-    rel_tol: float = 1e-3
-    """Stop early once an iteration lowers the objective by less than this fraction."""
-    damping: float = 1e-3
-    """Initial Levenberg-Marquardt damping (fraction of the normal-matrix diagonal)."""
-    huber_px: float = 1.5
-    """2D error (pixels) above which the landmark loss grows linearly, not quadratically."""
-    w_rigid: float = 4.0
-    """Weight of a rigid landmark relative to any other landmark in the data term."""
-    w_smooth_rot: float = 5.0
-    """Weight of the squared 2nd difference of head rotation (per degree^2 per frame)."""
-    w_smooth_trans: float = 0.5
-    """Weight of the squared 2nd difference of head translation (per mm^2 per frame)."""
-    w_expr_l2: float = 1e-3
-    """Weight of the unit-Gaussian L2 prior on expression coefficients (per frame)."""
-    focal_prior_fov_deg: float = 25.0
-    """Horizontal field of view of the focal-length prior, degrees."""
-    w_focal_prior: float = 1.0
-    """Weight of the squared log-ratio between focal length and prior (per frame)."""
-    refine_shape: bool = True
-    """Also fit a shared correction of the mean shape (mostly its MediaPipe-estimated depth)."""
-    w_shape_l2: float = 1e-2
-    """Weight of the L2 prior on that correction (per mm^2 of mean vertex offset, per frame)."""
-    eye_corner_distance_m: float = 0.09
-    """Metric scale prior: distance between the outer eye corners of an adult, metres."""
-    head_centre_depth_m: float = 0.09
-    """Head-frame origin: this far behind the nose bridge, metres."""
-    min_valid_frames: int = 10
-    """Fail when fewer frames than this have exactly one face."""
-
-    def __post_init__(self):
-        if self.n_expr < 1:
-            raise ValueError(f"n_expr must be >= 1, got {self.n_expr}")
-        if self.w_expr_l2 <= 0:
-            raise ValueError(f"w_expr_l2 must be > 0 (it keeps face-less frames defined), "
-                             f"got {self.w_expr_l2}")
-        if not 1.0 < self.focal_prior_fov_deg < 170.0:
-            raise ValueError(f"focal_prior_fov_deg must be in (1, 170), got {self.focal_prior_fov_deg}")
-
-
-@dataclass
-class TrackingResult:
-    """Per-clip tracking output (F frames, K expression components)."""
-
-    focal_px: float
-    """Focal length, pixels (principal point at the image centre)."""
-    viewmats: np.ndarray
-    """(F, 4, 4) float32 camera-from-head (OpenCV), stabilised."""
-    pnp_viewmats: np.ndarray
-    """(F, 4, 4) float32 raw per-frame PnP baseline (mean shape, all landmarks)."""
-    expr: np.ndarray
-    """(F, K) float32 expression coefficients (1 unit = 1 RMS of the clip's motion)."""
-    mean_shape: np.ndarray
-    """(478, 3) float32 metres, head frame."""
-    expr_basis: np.ndarray
-    """(K, 478, 3) float32 metres per unit coefficient."""
-    verts: np.ndarray
-    """(F, 478, 3) float32 head-frame mesh per frame (mean + expr), metres."""
-    landmarks2d: np.ndarray
-    """(F, 478, 2) float32 reprojection of verts, pixels."""
-    reproj_px: np.ndarray
-    """(F,) float32 mean 2D error vs the detected landmarks, pixels (NaN where invalid)."""
-    eye_open: np.ndarray
-    """(F, 2) float32 lid gap / eye width, [:, 0] the subject's left eye (blink signal)."""
-    mouth_open: np.ndarray
-    """(F,) float32 inner-lip gap / mouth width."""
-
-
 # ---------------------------------------------------------------- rotations
-def axis_angle_to_matrix(rvec: torch.Tensor) -> torch.Tensor:
-    """(F, 3) axis-angle, radians -> (F, 3, 3) rotation matrices (Rodrigues, safe at 0)."""
-    theta2 = (rvec * rvec).sum(-1, keepdim=True)
-    theta = torch.sqrt(theta2)
-    small = theta2 < 1e-8  # Taylor series there: sin(t)/t and (1 - cos(t))/t^2 are 0/0
-    safe = torch.where(small, torch.ones_like(theta), theta)
-    a = torch.where(small, 1 - theta2 / 6, torch.sin(safe) / safe)
-    b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(safe)) / safe ** 2)
-    x, y, z = rvec.unbind(-1)
-    zero = torch.zeros_like(x)
-    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).view(-1, 3, 3)
-    eye = torch.eye(3, dtype=rvec.dtype).expand_as(skew)
-    return eye + a[..., None] * skew + b[..., None] * (skew @ skew)
-
-
 def axis_angle_jacobian(rvec: torch.Tensor, step: float = 1e-6) -> torch.Tensor:
     """(F, 3) float64 axis-angle -> (F, 3, 3, 3) dR/dr_j (index j second), central differences."""
     eye = torch.eye(3, dtype=rvec.dtype) * step
@@ -434,7 +338,7 @@ def levenberg_marquardt(fit: JointFit, st: FitState, iters: int, damping: float,
 
 # ---------------------------------------------------------------- public API
 def fit_tracking(points: np.ndarray, valid: np.ndarray, width: int, height: int,
-                 cfg: TrackingConfig | None = None) -> TrackingResult:
+                 cfg: TrackingConfig | None = None) -> Tracking:
     """Build the subject's face model and fit focal, poses and expressions to the clip.
 
     points: (F, 478, 3) float32 landmarks from ``detect_landmarks`` (pixels, NaN where none).
@@ -467,8 +371,8 @@ def fit_tracking(points: np.ndarray, valid: np.ndarray, width: int, height: int,
 
 
 def assemble_result(st: FitState, model: FaceModel, points2d: np.ndarray, valid: np.ndarray,
-                    width: int, height: int) -> TrackingResult:
-    """Read the fitted unknowns out into a TrackingResult.
+                    width: int, height: int) -> Tracking:
+    """Read the fitted unknowns out into a Tracking.
 
     Poses of face-less frames inside the clip are the stabiliser's smooth fill;
     before the first and after the last valid frame (where it would extrapolate
@@ -486,11 +390,11 @@ def assemble_result(st: FitState, model: FaceModel, points2d: np.ndarray, valid:
     landmarks2d = (focal * cam[..., :2] / cam[..., 2:3] + K[:2, 2]).astype(np.float32)
     err = np.linalg.norm(landmarks2d - points2d, axis=-1).mean(-1)
     pnp_r, pnp_t = solve_pnp(final.mean, points2d, valid, K, desc="raw PnP")
-    return TrackingResult(
+    return Tracking(
         focal_px=focal, viewmats=viewmats, pnp_viewmats=to_viewmats(pnp_r, pnp_t), expr=expr,
         mean_shape=final.mean, expr_basis=model.basis, verts=verts, landmarks2d=landmarks2d,
         reproj_px=np.where(valid, err, np.nan).astype(np.float32),
-        eye_open=eye_openness(verts), mouth_open=mouth_openness(verts))
+        eye_open=eye_openness(verts), mouth_open=mouth_openness(verts), valid=np.asarray(valid, bool))
 
 
 def pose_jitter_deg(viewmats: np.ndarray, valid: np.ndarray | None = None) -> float:

@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile
 
-from preprocess.audio_features import PHONES, AudioFeatureConfig, compute_audio_features
+from preprocess.audio_features import PHONES, compute_audio_features
+from preprocess.config import AudioFeatureConfig
 from preprocess.decode import decode_audio
+from tests.conftest import data_file
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FLOAT_KEYS = ("mel", "mel_hi", "f0_hz", "f0_hi_hz", "voicing", "energy_db", "energy_hi_db", "vad",
               "phone_post", "phone_post_hi")
-
-
-def clip(rel: str) -> Path:
-    path = DATA / rel
-    if not path.exists():
-        pytest.skip(f"test data {path} is absent (it lives in ../shared/data beside the repo)")
-    return path
 
 
 @pytest.fixture(scope="module")
 def may_audio() -> np.ndarray:
     """may_5s.mp4's speech, (T,) float32 at 16 kHz."""
-    return decode_audio(clip("videos/may_5s.mp4"), 16000)
+    return decode_audio(data_file("videos", "may_5s.mp4"), 16000)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +50,7 @@ def test_phone_posteriors_are_distributions(may_features):
 
 
 def test_frame_count_from_duration_and_padding():
-    wav, rate = soundfile.read(clip("audio/hallo_1.wav"), dtype="float32")  # 44.1 kHz stereo (T, 2)
+    wav, rate = soundfile.read(data_file("audio", "hallo_1.wav"), dtype="float32")  # 44.1 kHz stereo (T, 2)
     f = compute_audio_features(wav, rate)
     assert len(f["mel"]) == int(np.ceil(len(wav) / rate * 25 - 1e-6))
     padded = compute_audio_features(wav, rate, n_frames=len(f["mel"]) + 10)
@@ -92,7 +84,7 @@ def test_pitch_of_a_tone():
 
 @pytest.mark.parametrize("rate", [48000, 22050])
 def test_same_features_at_any_input_rate(may_features, rate):
-    wav = decode_audio(clip("videos/may_5s.mp4"), rate)
+    wav = decode_audio(data_file("videos", "may_5s.mp4"), rate)
     g = compute_audio_features(wav, rate, 125)
     f = may_features
     loud = f["energy_db"] > -60
@@ -105,7 +97,7 @@ def test_same_features_at_any_input_rate(may_features, rate):
 
 
 def test_energy_and_vad_follow_speech_and_silence():
-    speech = decode_audio(clip("videos/trump_10s.mp4"), 16000)
+    speech = decode_audio(data_file("videos", "trump_10s.mp4"), 16000)
     rng = np.random.default_rng(0)
     silence = (1e-4 * rng.standard_normal(2 * 16000)).astype(np.float32)  # quiet room noise, -80 dBFS
     cut = 4 * 16000  # at 4.0 s = frame 100, mid-sentence
@@ -120,7 +112,7 @@ def test_energy_and_vad_follow_speech_and_silence():
 
 @pytest.mark.parametrize("name", ["videos/may_5s.mp4", "videos/trump_10s.mp4"])
 def test_pitch_in_speaking_range(name):
-    f = compute_audio_features(decode_audio(clip(name), 16000), 16000)
+    f = compute_audio_features(decode_audio(data_file(*name.split("/")), 16000), 16000)
     voiced = f["f0_hz"][f["f0_hz"] > 0]
     assert len(voiced) > 0.3 * len(f["f0_hz"])
     assert 80 <= np.median(voiced) <= 400
@@ -138,10 +130,10 @@ def test_silence_and_very_short_input(seconds):
 
 
 def test_one_second_of_speech_and_non_english():
-    may = decode_audio(clip("videos/may_5s.mp4"), 16000)
+    may = decode_audio(data_file("videos", "may_5s.mp4"), 16000)
     f = compute_audio_features(may[16000:32000], 16000)
     assert f["phone_post"].shape == (25, len(PHONES))
-    wav, rate = soundfile.read(clip("audio/dreamtalk_german1.wav"), dtype="float32")
+    wav, rate = soundfile.read(data_file("audio", "dreamtalk_german1.wav"), dtype="float32")
     g = compute_audio_features(wav, rate)
     assert g["vad"].mean() > 0.5
     assert len(np.unique(g["phone_post"].argmax(axis=1))) > 15  # German speech still yields many phones

@@ -7,8 +7,8 @@ from typing import Literal
 
 import pytest
 
-from avatar import config as config_io
-from avatar.errors import UserError
+from avatar.core import config as config_io
+from avatar.core.errors import UserError
 from avatar.settings import AvatarConfig, load_config
 
 

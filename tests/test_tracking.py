@@ -1,42 +1,43 @@
 """Face model, joint tracking fit and head-pose stabiliser on real landmarks.
 
 preprocess/face_model.py and preprocess/tracking.py, fed by real MediaPipe
-landmarks of the shared test clips.
+landmarks of the shared test clips: may_5s's landmarks and tracking are the
+session fixtures ``may_landmarks`` and ``may_tracking`` (tests/conftest.py),
+trump_10s's are computed here once.
 """
 
 from __future__ import annotations
 
 import subprocess
-from functools import lru_cache
 
 import cv2
 import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from avatar.camera import intrinsics, project
-from avatar.errors import UserError
+from avatar.core.camera import intrinsics, project
+from avatar.core.errors import UserError
+from preprocess.config import TrackingConfig
 from preprocess.face_model import (LEFT_EYE_OUTER, NOSE_BRIDGE, RIGHT_EYE_OUTER, build_face_model,
                                    eye_openness, similarity_align)
 from preprocess.landmarks import detect_landmarks
-from preprocess.tracking import RIGID_LANDMARKS, TrackingConfig, fit_tracking, pose_jitter_deg
-from tests.conftest import data_file
-from tests.test_landmarks import video_frames
+from preprocess.tracking import RIGID_LANDMARKS, fit_tracking, pose_jitter_deg
+from tests.conftest import data_file, video_frames
 
 CLIPS = {"may": "may_5s.mp4", "trump": "trump_10s.mp4"}
 SIZE = 512  # both clips are 512 x 512
 NOSE_TIP, CHIN = 1, 152
 
 
-@lru_cache(maxsize=None)
-def clip_landmarks(name: str):
-    frames = video_frames(data_file("videos", CLIPS[name]))
+@pytest.fixture(scope="module")
+def trump_landmarks():
+    frames = video_frames(data_file("videos", CLIPS["trump"]))
     return detect_landmarks(frames, len(frames))
 
 
-@lru_cache(maxsize=None)
-def clip_tracking(name: str):
-    lm = clip_landmarks(name)
+@pytest.fixture(scope="module")
+def trump_tracking(trump_landmarks):
+    lm = trump_landmarks
     return fit_tracking(lm.points, lm.valid, SIZE, SIZE, TrackingConfig())
 
 
@@ -67,8 +68,8 @@ def test_similarity_align_recovers_a_known_transform():
     assert np.allclose(scale, 1.7) and np.allclose(r[0], rot) and np.allclose(t[0], [1.0, -2.0, 0.5])
 
 
-def test_face_model_is_metric_in_the_head_frame():
-    lm = clip_landmarks("may")
+def test_face_model_is_metric_in_the_head_frame(may_landmarks):
+    lm = may_landmarks
     model = build_face_model(lm.points[lm.valid], RIGID_LANDMARKS, n_expr=16)
     mean = model.mean
     assert model.basis.shape == (16, 478, 3)
@@ -80,16 +81,16 @@ def test_face_model_is_metric_in_the_head_frame():
 
 
 # ---------------------------------------------------------------- joint fit on real clips
-def test_fit_reprojects_landmarks_within_a_pixel_with_a_plausible_focal():
-    lm, res = clip_landmarks("may"), clip_tracking("may")
+def test_fit_reprojects_landmarks_within_a_pixel_with_a_plausible_focal(may_landmarks, may_tracking):
+    lm, res = may_landmarks, may_tracking
     assert np.nanmean(res.reproj_px) < 1.0
     assert np.isfinite(res.reproj_px[lm.valid]).all()
     fov = np.degrees(2 * np.arctan(SIZE / 2 / res.focal_px))
     assert 10 < fov < 60
 
 
-def test_outputs_are_consistent_with_the_camera_convention():
-    res = clip_tracking("may")
+def test_outputs_are_consistent_with_the_camera_convention(may_tracking):
+    res = may_tracking
     n_frames, n_expr = res.expr.shape
     assert res.verts.shape == (n_frames, 478, 3) and res.expr_basis.shape == (n_expr, 478, 3)
     verts = res.mean_shape + np.einsum("fk,knc->fnc", res.expr, res.expr_basis)
@@ -100,8 +101,8 @@ def test_outputs_are_consistent_with_the_camera_convention():
 
 
 @pytest.mark.parametrize("field", ["viewmats", "pnp_viewmats"])
-def test_viewmats_are_rigid_and_put_the_head_in_front_of_the_camera(field):
-    view = getattr(clip_tracking("may"), field).astype(np.float64)
+def test_viewmats_are_rigid_and_put_the_head_in_front_of_the_camera(field, may_tracking):
+    view = getattr(may_tracking, field).astype(np.float64)
     rot = view[:, :3, :3]
     assert np.allclose(rot @ rot.transpose(0, 2, 1), np.eye(3), atol=1e-5)
     assert np.allclose(np.linalg.det(rot), 1.0, atol=1e-5)
@@ -109,8 +110,8 @@ def test_viewmats_are_rigid_and_put_the_head_in_front_of_the_camera(field):
     assert (view[:, 2, 3] > 0.2).all() and (view[:, 2, 3] < 3.0).all()  # metres in front
 
 
-def test_stabilised_pose_jitters_far_less_than_raw_pnp():
-    lm, res = clip_landmarks("may"), clip_tracking("may")
+def test_stabilised_pose_jitters_far_less_than_raw_pnp(may_landmarks, may_tracking):
+    lm, res = may_landmarks, may_tracking
     stabilised, raw = pose_jitter_deg(res.viewmats, lm.valid), pose_jitter_deg(res.pnp_viewmats, lm.valid)
     assert stabilised < 0.5 * raw
     # ... while still following the head: the two poses agree to a couple of degrees.
@@ -118,8 +119,8 @@ def test_stabilised_pose_jitters_far_less_than_raw_pnp():
 
 
 @pytest.mark.parametrize("name", sorted(CLIPS))
-def test_mouth_moves_more_while_talking_than_in_silence(name):
-    mouth = clip_tracking(name).mouth_open
+def test_mouth_moves_more_while_talking_than_in_silence(name, request):
+    mouth = request.getfixturevalue(f"{name}_tracking").mouth_open
     level = audio_level_db(name, len(mouth))
     silent, talking = level < -50, level > -35
     assert silent.sum() >= 10 and talking.sum() >= 50
@@ -128,8 +129,8 @@ def test_mouth_moves_more_while_talking_than_in_silence(name):
     assert motion[talking].mean() > 1.5 * motion[silent].mean()
 
 
-def test_eye_openness_is_a_blink_signal_that_follows_the_landmarks():
-    lm, res = clip_landmarks("may"), clip_tracking("may")
+def test_eye_openness_is_a_blink_signal_that_follows_the_landmarks(may_landmarks, may_tracking):
+    lm, res = may_landmarks, may_tracking
     eyes = res.eye_open
     assert eyes.shape == (len(lm), 2)
     assert (eyes >= 0).all() and (eyes < 1).all()
@@ -138,8 +139,8 @@ def test_eye_openness_is_a_blink_signal_that_follows_the_landmarks():
     assert np.corrcoef(raw.mean(1), eyes.mean(1))[0, 1] > 0.9
 
 
-def test_frames_without_a_face_are_interpolated_from_their_neighbours():
-    lm, full = clip_landmarks("may"), clip_tracking("may")
+def test_frames_without_a_face_are_interpolated_from_their_neighbours(may_landmarks, may_tracking):
+    lm, full = may_landmarks, may_tracking
     lost = np.zeros(len(lm), bool)
     lost[:3] = lost[60:70] = True
     points = np.where(lost[:, None, None], np.nan, lm.points)
@@ -149,8 +150,8 @@ def test_frames_without_a_face_are_interpolated_from_their_neighbours():
     assert rotation_angle_deg(res.viewmats[lost, :3, :3], full.viewmats[lost, :3, :3]).max() < 3.0
 
 
-def test_fit_is_deterministic():
-    lm = clip_landmarks("may")
+def test_fit_is_deterministic(may_landmarks):
+    lm = may_landmarks
     cfg = TrackingConfig(iters=2)
     a, b = (fit_tracking(lm.points[:40], lm.valid[:40], SIZE, SIZE, cfg) for _ in range(2))
     assert a.focal_px == b.focal_px
@@ -158,8 +159,8 @@ def test_fit_is_deterministic():
         assert np.array_equal(getattr(a, field), getattr(b, field)), field
 
 
-def test_too_few_frames_with_a_face_is_a_user_error():
-    lm = clip_landmarks("may")
+def test_too_few_frames_with_a_face_is_a_user_error(may_landmarks):
+    lm = may_landmarks
     valid = np.zeros(len(lm), bool)
     valid[:5] = True
     with pytest.raises(UserError, match="frames show exactly one face"):

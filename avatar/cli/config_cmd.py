@@ -14,7 +14,7 @@ def add_parser(sub, common) -> None:
 
 
 def run(args) -> int:
-    from avatar import config as config_io
+    from avatar.core import config as config_io
     from avatar.settings import load_config
 
     cfg = load_config(args.config, args.overrides)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..errors import UserError
+from avatar.core.errors import UserError
 
 
 def rasterization_cuda(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor,

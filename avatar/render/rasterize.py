@@ -7,7 +7,7 @@ Three backends with the same semantics (documented in :mod:`avatar.render.refere
 - ``"torch"``: the dense PyTorch reference (:mod:`avatar.render.reference`), for tests.
 
 ``"auto"`` picks ``"cuda"`` for CUDA tensors when gsplat imports, else ``"cpu"``.
-Cameras follow :mod:`avatar.camera` (OpenCV, camera-from-world, pixels, metres).
+Cameras follow :mod:`avatar.core.camera` (OpenCV, camera-from-world, pixels, metres).
 """
 
 from __future__ import annotations

@@ -30,6 +30,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from avatar.core.rotations import quat_to_rotmat
+
 ALPHA_THRESHOLD = 1.0 / 255.0
 """Alphas below this are skipped (and define the footprint)."""
 ALPHA_MAX = 0.99
@@ -50,18 +52,6 @@ class Projection(NamedTuple):
     depths: Tensor  #: (C, N) camera z of the centres, metres
     extents: Tensor  #: (C, N, 2) half-extents of the footprint ellipse, px (no gradient)
     radii: Tensor  #: (C, N) int32 ceil of the larger half-extent, 0 = culled
-
-
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """(N, 4) wxyz quaternions (any norm > 0) -> (N, 3, 3) rotation matrices."""
-    q = quats / quats.norm(dim=-1, keepdim=True).clamp_min(MIN_QUAT_NORM)
-    w, x, y, z = q.unbind(-1)
-    rows = [
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ]
-    return torch.stack(rows, dim=-1).reshape(*quats.shape[:-1], 3, 3)
 
 
 def _jacobian(mean_c: Tensor, Ks: Tensor, width: int, height: int) -> Tensor:
@@ -90,7 +80,7 @@ def project(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, vie
     safe_mean_c = torch.where(in_depth[..., None], mean_c, torch.ones_like(mean_c))
     z = safe_mean_c[..., 2]
 
-    M = quat_to_rotmat(quats) * scales[:, None, :]
+    M = quat_to_rotmat(quats, MIN_QUAT_NORM) * scales[:, None, :]
     cov_w = M @ M.transpose(-1, -2)
     cov_c = R[:, None] @ cov_w[None] @ R[:, None].transpose(-1, -2)
     J = _jacobian(safe_mean_c, Ks, width, height)

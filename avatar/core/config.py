@@ -7,11 +7,13 @@ field). This module turns YAML into those dataclasses and back:
 - unknown keys are errors that name the key and suggest the closest valid one,
 - values are checked against the field's type (int, float, bool, str,
   ``Literal[...]``, ``X | None``, tuples and lists of those),
+- numbers are checked against the field's :class:`Range`
+  (``size: Annotated[int, Range(64, 4096)] = 512``); every numeric setting has one,
 - ``--set a.b.c=value`` overrides are applied on top of a preset,
 - the resolved config is written beside every output it produced.
 
-Presets live in ``configs/<name>.yaml`` at the project root; a path to any YAML
-file works too.
+Presets live in ``configs/<name>.yaml`` at the project root (installed as
+``avatar/presets/`` by the wheel); a path to any YAML file works too.
 """
 
 from __future__ import annotations
@@ -25,15 +27,60 @@ import types
 import typing
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
-from avatar.errors import UserError
+from avatar.core.errors import UserError
+from avatar.core.files import write_text
 
 T = TypeVar("T")
 
-PRESET_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+def preset_dir() -> Path:
+    """The folder of the preset YAML files.
+
+    A wheel installs them as ``avatar/presets/``; a source checkout (and an
+    editable install) keeps them in ``configs/`` at the repository root.
+    """
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "presets"
+    return installed if installed.is_dir() else package.parent / "configs"
+
+
+# ---------------------------------------------------------------- ranges
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric setting: ``lo <= x <= hi`` (``<`` where open).
+
+    Used as ``Annotated[float, Range(0, 1, hi_open=True)]``; None means unbounded.
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        if self.lo is not None and (x <= self.lo if self.lo_open else x < self.lo):
+            return False
+        if self.hi is not None and (x >= self.hi if self.hi_open else x > self.hi):
+            return False
+        return True
+
+    def __str__(self) -> str:
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        if self.lo is None:
+            return f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        return f"{'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+
+
+def field_range(tp: Any) -> Range | None:
+    """The :class:`Range` of an ``Annotated[...]`` field type, if it has one."""
+    if get_origin(tp) is Annotated:
+        return next((m for m in tp.__metadata__ if isinstance(m, Range)), None)
+    return None
 
 
 # ---------------------------------------------------------------- field docs
@@ -65,6 +112,14 @@ def _type_name(tp: Any) -> str:
 def _convert(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against type ``tp`` and convert (YAML lists -> tuples, int -> float)."""
     origin = get_origin(tp)
+    if origin is Annotated:
+        value = _convert(value, get_args(tp)[0], where)
+        allowed = field_range(tp)
+        if allowed is not None and value is not None and value not in allowed:
+            raise UserError(f"config {where}: {value!r} is out of range (allowed: {allowed})",
+                            f"set {where} to a value {allowed}" if allowed.lo is None or allowed.hi is None
+                            else f"set {where} to a value in {allowed}")
+        return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise UserError(f"config {where}: expected a mapping of settings, got {value!r}",
@@ -80,14 +135,13 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _convert(value, arg, where)
-            except UserError as e:
-                errors.append(e.problem)
+            except UserError:
+                continue
         raise UserError(f"config {where}: {value!r} does not fit {_type_name(tp)}",
                         f"give {where} a value of type {_type_name(tp)}")
     if origin in (tuple, list):
@@ -133,7 +187,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     """Build dataclass ``cls`` from a (partial) mapping; missing keys keep defaults."""
-    hints = get_type_hints(cls)
+    hints = get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
     for key, value in (data or {}).items():
@@ -215,7 +269,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def list_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in preset_dir().glob("*.yaml"))
 
 
 def preset_path(name_or_path: str) -> Path:
@@ -223,7 +277,7 @@ def preset_path(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
         return p
-    return PRESET_DIR / f"{name_or_path}.yaml"
+    return preset_dir() / f"{name_or_path}.yaml"
 
 
 def load(cls: type[T], preset: str = "default", overrides: list[str] | None = None) -> T:
@@ -281,7 +335,4 @@ def _dump_node(cfg: Any, indent: int, lines: list[str]) -> None:
 
 def save(cfg: Any, path: Path) -> None:
     """Write the resolved config (with docs) to ``path`` atomically."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(dump_yaml(cfg))
-    tmp.replace(path)
+    write_text(path, dump_yaml(cfg))
