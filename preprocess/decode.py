@@ -1,7 +1,9 @@
 """Decode stage: probe a video, choose one stable head crop, stream frames, extract audio.
 
-Everything goes through the ffmpeg binary bundled with imageio-ffmpeg (never a
-system ffmpeg), so any container and codec that build reads works.
+Probing reads the file's structures with PyAV (:func:`avatar.core.media.probe_media`);
+frames and audio are decoded by the ffmpeg binary bundled with imageio-ffmpeg
+(never a system ffmpeg, run through :mod:`avatar.core.media`), so any container
+and codec that build reads works.
 
 Time base. Frames come out at ``DecodeConfig.fps`` on the container's timeline:
 working frame ``k`` covers ``[k / fps, (k + 1) / fps)`` seconds and sample 0 of
@@ -18,54 +20,19 @@ how it is chosen. Working-frame pixel coordinates map to source pixels with
 from __future__ import annotations
 
 import dataclasses
-import re
+import shlex
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import imageio_ffmpeg
 import numpy as np
 
-from avatar.errors import UserError
-from avatar.progress import progress
-
-
-@dataclass
-class DecodeConfig:
-    """Settings of the decode stage."""
-
-    fps: float = 25.0
-    """Output frame rate, frames per second; every later stage works at this rate."""
-    size: int = 512
-    """Side of the square working frames, pixels."""
-    crop_scale: float = 2.0
-    """Crop side over the median face-detection box side (brows to chin); 2.0 shows hair and neck like ER-NeRF crops."""
-    crop_face_centre_y: float = 0.55
-    """Height of the face-box centre in the crop, as a fraction of its side from the top (> 0.5: room for hair)."""
-    whole_frame_min_fill: float = 0.8
-    """A square source whose ideal crop spans at least this fraction of its side is used whole (resized only)."""
-    audio_sample_rate: int = 16000
-    """Sample rate of the extracted mono audio, Hz."""
-    min_duration_s: float = 5.0
-    """Shortest accepted video, seconds."""
-    max_side_px: int = 7680
-    """Longest accepted frame side, pixels (8K); larger sources are refused."""
-    min_side_px: int = 64
-    """Shortest accepted frame side, pixels."""
-    crop_sample_frames: int = 30
-    """Frames, spread evenly over the clip, run through face detection to choose the crop."""
-    min_face_fraction: float = 0.2
-    """Fewest sampled frames, as a fraction, that must show a face; below it the video is refused."""
-    min_face_px: float = 40.0
-    """Smallest accepted median face-box side in source pixels; smaller faces carry too little detail."""
-    detection_max_side_px: int = 1024
-    """Sampled frames are downscaled to at most this side before detection (the detector runs at 192 px anyway)."""
-    max_duration_s: float | None = None
-    """Use only the first this many seconds of the video (None: all of it); for quick tries and tests."""
-    max_several_faces_fraction: float = 0.5
-    """Refuse the video when more than this share of sampled frames show a second face at least half as large as the first."""
+from avatar.core import media
+from avatar.core.errors import UserError
+from avatar.core.progress import progress
+from preprocess.config import DecodeConfig
 
 
 @dataclass
@@ -81,7 +48,7 @@ class VideoInfo:
     height: int
     """Displayed frame height in source pixels."""
     fps: float
-    """Source (average) frame rate, frames per second."""
+    """Source (average) frame rate, frames per second, to 0.01 as ffmpeg shows it (29.97 for 30000/1001)."""
     duration_s: float
     """Time at which the readable video stream ends on the file's timeline (0 = start of the file), seconds."""
     n_frames: int
@@ -119,149 +86,28 @@ class CropBox:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "CropBox":
-        return cls(x0=int(d["x0"]), y0=int(d["y0"]), side=int(d["side"]))
-
-
-# --------------------------------------------------------------------------- ffmpeg
-
-def _ffmpeg() -> str:
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def _check_file(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"file not found: {path}", "check the path (and its spelling)")
-    if not path.is_file():
-        raise UserError(f"not a file: {path}", "give the path of a video or audio file, not a folder")
-    return path
-
-
-def _last_error_line(stderr: str) -> str:
-    lines = [ln.strip() for ln in stderr.replace("\r", "\n").splitlines() if ln.strip()]
-    errors = [ln for ln in lines if "rror" in ln or "Invalid" in ln or "not found" in ln]
-    return (errors or lines or ["no output from ffmpeg"])[-1]
-
-
-_STREAM_RE = re.compile(r"Stream #(\d+:\d+)[^:]*: (Video|Audio): (.*)")
-
-
-def _parse_streams(stderr: str) -> tuple[dict | None, dict | None]:
-    """First real video stream and first audio stream from ``ffmpeg -i`` output.
-
-    Returns (video, audio) dicts: video has spec, width, height, fps, rotation;
-    audio has spec, sample_rate, channels. Cover art ("attached pic") is not video.
-    """
-    video = audio = None
-    lines = stderr.splitlines()
-    for i, line in enumerate(lines):
-        m = _STREAM_RE.search(line)
-        if not m:
-            continue
-        spec, kind, desc = m.groups()
-        if kind == "Video" and video is None and "attached pic" not in desc:
-            size = re.search(r"(?:^|[ ,])(\d{1,5})x(\d{1,5})(?:[ ,\[]|$)", desc)
-            rate = re.search(r"([\d.]+)(k?) fps", desc) or re.search(r"([\d.]+)(k?) tbr", desc)
-            if size is None or rate is None:
-                continue
-            fps = float(rate.group(1)) * (1000.0 if rate.group(2) else 1.0)
-            video = dict(spec=spec, width=int(size.group(1)), height=int(size.group(2)), fps=fps,
-                         rotation=_rotation_after(lines, i))
-        elif kind == "Audio" and audio is None:
-            rate = re.search(r"(\d+) Hz", desc)
-            audio = dict(spec=spec, sample_rate=int(rate.group(1)) if rate else 0,
-                         channels=_channel_count(desc))
-    return video, audio
-
-
-def _rotation_after(lines: list[str], stream_line: int) -> float:
-    """Display-matrix rotation (degrees) in the side data that follows a stream line."""
-    for line in lines[stream_line + 1:]:
-        if _STREAM_RE.search(line):
-            break
-        m = re.search(r"rotation of (-?[\d.]+) degrees", line, re.IGNORECASE)
-        if m:
-            return float(m.group(1))
-    return 0.0
-
-
-def _channel_count(desc: str) -> int:
-    layouts = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "4.0": 4, "5.0": 5, "5.1": 6,
-               "6.1": 7, "7.1": 8}
-    m = re.search(r"(\d+) channels", desc)
-    if m:
-        return int(m.group(1))
-    for field in desc.split(","):
-        name = field.strip().split("(")[0]
-        if name in layouts:
-            return layouts[name]
-    return 1
-
-
-def _probe_streams(path: Path) -> tuple[str, dict | None, dict | None]:
-    """Run ``ffmpeg -i`` and parse it; UserError when ffmpeg cannot open the file."""
-    res = subprocess.run([_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path)],
-                         capture_output=True, text=True, errors="replace")
-    if "Error opening input" in res.stderr or "Input #0" not in res.stderr:
-        raise UserError(f"{path} is not a readable media file ({_last_error_line(res.stderr)})",
-                        "check that the file is complete and in a format ffmpeg reads "
-                        "(mp4, mov, mkv, webm, avi; wav, mp3, m4a for audio); re-export or re-download it")
-    video, audio = _parse_streams(res.stderr)
-    return res.stderr, video, audio
-
-
-def _container_duration(stderr: str) -> float | None:
-    m = re.search(r"Duration: (\d+):(\d+):([\d.]+)", stderr)
-    return None if m is None else int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
-
-
-def _scan_video_packets(path: Path, spec: str) -> tuple[int, float | None, bool]:
-    """(packet count, end time in s, file ended early) of a video stream, without decoding.
-
-    The framecrc muxer lists every packet's timestamps on the file's timeline;
-    the end is the latest pts + duration, so a stream that starts late (or has
-    a variable frame rate) gets its true end time, which a count alone misses.
-    """
-    res = subprocess.run([_ffmpeg(), "-v", "error", "-nostdin", "-i", str(path), "-map", spec,
-                          "-c", "copy", "-f", "framecrc", "-"], capture_output=True, text=True, errors="replace")
-    tb = re.search(r"^#tb \d+: (\d+)/(\d+)", res.stdout, re.MULTILINE)
-    # packet lines: stream, dts, pts, duration, size, crc (pts is negative when unknown)
-    packets = re.findall(r"^\d+,\s*-?\d+,\s*(-?\d+),\s*(\d+),", res.stdout, re.MULTILINE)
-    ends = [int(pts) + int(dur) for pts, dur in packets if int(pts) >= 0]
-    end = max(ends) * int(tb[1]) / int(tb[2]) if tb and ends else None
-    return len(packets), end, "partial file" in res.stderr
-
-
-def _first_frame_decodes(path: Path, spec: str) -> bool:
-    res = subprocess.run([_ffmpeg(), "-v", "error", "-nostdin", "-i", str(path), "-map", spec,
-                          "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"],
-                         capture_output=True)
-    return len(res.stdout) > 0
-
 
 # --------------------------------------------------------------------------- probe
 
 def probe_video(path: str | Path, cfg: DecodeConfig = DecodeConfig()) -> VideoInfo:
     """Read size, frame rate, duration and audio layout of a video, and check it is usable.
 
-    Raises UserError (naming the problem and the fix) for a missing file, a file
-    that is not a video or is corrupt or truncated, zero decodable frames, a clip
+    The facts come from :func:`avatar.core.media.probe_media` (PyAV). Raises
+    UserError (naming the problem and the fix) for a missing file, a file that
+    is not a video or is corrupt or truncated, zero decodable frames, a clip
     shorter than ``cfg.min_duration_s``, or a frame side outside
     ``[cfg.min_side_px, cfg.max_side_px]``.
     """
-    path = _check_file(path)
-    stderr, video, audio = _probe_streams(path)
+    probe = media.probe_media(path)
+    path, video = Path(path), probe.video
     if video is None:
         raise UserError(f"{path} has no video stream", "give a video file of the person talking")
-    n_packets, end_time, partial = _scan_video_packets(path, video["spec"])
-    if n_packets == 0 or not _first_frame_decodes(path, video["spec"]):
+    if video.packets == 0 or not video.first_frame_decodes:
         raise UserError(f"{path} has no decodable video frames",
                         "the file is damaged or uses a codec this ffmpeg cannot decode; re-export it as H.264 mp4")
-    duration = end_time if end_time is not None else n_packets / video["fps"]
-    header_duration = _container_duration(stderr)
-    if partial or (header_duration is not None and duration < 0.9 * header_duration - 1.0):
+    duration = video.end_s if video.end_s is not None else video.packets / video.fps
+    header_duration = probe.duration_s
+    if probe.ended_early or (header_duration is not None and duration < 0.9 * header_duration - 1.0):
         raise UserError(f"{path} looks truncated: only {duration:.1f} s of video can be read"
                         + (f" of the {header_duration:.1f} s its header promises" if header_duration else ""),
                         "re-download or re-export the complete file")
@@ -270,17 +116,16 @@ def probe_video(path: str | Path, cfg: DecodeConfig = DecodeConfig()) -> VideoIn
                         f"give at least {cfg.min_duration_s:.0f} s of video (a few minutes works best)")
     if cfg.max_duration_s is not None:
         duration = min(duration, cfg.max_duration_s)
-    width, height = video["width"], video["height"]
-    if round(video["rotation"]) % 180 != 0:  # ffmpeg auto-rotates frames on decode
-        width, height = height, width
+    width, height = video.display_size  # ffmpeg auto-rotates frames on decode
     if max(width, height) > cfg.max_side_px or min(width, height) < cfg.min_side_px:
         raise UserError(f"{path} has an unsupported resolution {width}x{height}",
                         f"resize it so both sides are between {cfg.min_side_px} and {cfg.max_side_px} pixels")
-    return VideoInfo(path=str(path), video_stream=video["spec"], width=width, height=height, fps=video["fps"],
-                     duration_s=duration, n_frames=int(np.floor(duration * cfg.fps + 0.5)),
-                     source_frames=n_packets, has_audio=audio is not None,
-                     audio_sample_rate=audio["sample_rate"] if audio else 0,
-                     audio_channels=audio["channels"] if audio else 0)
+    audio = probe.audio
+    return VideoInfo(path=str(path), video_stream=video.spec, width=width, height=height,
+                     fps=round(video.fps, 2), duration_s=duration, n_frames=int(np.floor(duration * cfg.fps + 0.5)),
+                     source_frames=video.packets, has_audio=audio is not None,
+                     audio_sample_rate=audio.sample_rate if audio else 0,
+                     audio_channels=audio.channels if audio else 0)
 
 
 # --------------------------------------------------------------------------- crop
@@ -303,14 +148,19 @@ def choose_crop(path: str | Path, info: VideoInfo, cfg: DecodeConfig = DecodeCon
     and shifted to lie inside the frame (never padded).
 
     Raises UserError when fewer than ``min_face_fraction`` of the sampled frames
-    show a face, or the face is smaller than ``min_face_px``.
+    show a face (saying so, with the ffmpeg command that fixes it, when the
+    faces are there but the picture is upside down or on its side), or the face
+    is smaller than ``min_face_px``.
     """
     frames, scale = _sample_frames(Path(path), info, cfg)
-    boxes, several = _largest_face_boxes(frames)
-    if several > cfg.max_several_faces_fraction * len(frames):
-        raise UserError(f"{path}: {several} of {len(frames)} sampled frames show more than one face "
-                        "of similar size", "use a video of one person alone in the frame "
-                        "(crop it, or cut the parts with others)")
+    with _face_detector() as detector:
+        boxes, several = _largest_face_boxes(frames, detector)
+        if several > cfg.max_several_faces_fraction * len(frames):
+            raise UserError(f"{path}: {several} of {len(frames)} sampled frames show more than one face "
+                            "of similar size", "use a video of one person alone in the frame "
+                            "(crop it, or cut the parts with others)")
+        if len(boxes) < cfg.turned_check_fraction * len(frames):
+            _refuse_if_turned(Path(path), frames, len(boxes), detector, cfg.turned_check_fraction)
     boxes = boxes / scale
     return crop_from_face_boxes(boxes, len(frames), info.width, info.height, cfg)
 
@@ -321,37 +171,75 @@ def _sample_frames(path: Path, info: VideoInfo, cfg: DecodeConfig) -> tuple[list
     w, h = max(2, round(info.width * scale)), max(2, round(info.height * scale))
     n = cfg.crop_sample_frames
     vf = f"fps={n / info.duration_s:.6f},scale={w}:{h}:flags=area"
-    res = subprocess.run([_ffmpeg(), "-v", "error", "-nostdin", "-i", str(path), "-map", info.video_stream,
-                          "-vf", vf, "-frames:v", str(n), "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"],
-                         capture_output=True)
+    res = media.run_ffmpeg(["-i", path, "-map", info.video_stream, "-vf", vf, "-frames:v", str(n),
+                            "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"])
     frame_bytes = w * h * 3
     count = len(res.stdout) // frame_bytes
     if count == 0:
-        reason = _last_error_line(res.stderr.decode(errors="replace"))
-        raise UserError(f"{path}: no frames could be decoded ({reason})", "re-export the video as H.264 mp4")
+        raise UserError(f"{path}: no frames could be decoded ({media.ffmpeg_reason(res.stderr)})",
+                        "re-export the video as H.264 mp4")
     frames = np.frombuffer(res.stdout[:count * frame_bytes], np.uint8).reshape(count, h, w, 3)
     return list(frames), scale
 
 
-def _largest_face_boxes(frames: list[np.ndarray]) -> tuple[np.ndarray, int]:
-    """(M, 4) float64 boxes (x0, y0, x1, y1) in the frames' pixels: the largest face of each
-    frame that has one; and the number of frames with a second face at least half as large."""
+def _face_detector():
+    """MediaPipe's full-range face detector, as a context manager; each ``process`` call is one still image."""
     import mediapipe as mp  # heavy import (seconds): only when a crop is chosen
 
+    return mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+
+
+def _largest_face_boxes(frames: list[np.ndarray], detector, desc: str = "face detection") -> tuple[np.ndarray, int]:
+    """(M, 4) float64 boxes (x0, y0, x1, y1) in the frames' pixels: the largest face of each
+    frame that has one; and the number of frames with a second face at least half as large."""
     boxes = []
     several = 0
-    with mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5) as detector:
-        for frame in progress(frames, desc="face detection", unit="frame"):
-            result = detector.process(frame)
-            if not result.detections:
-                continue
-            h, w = frame.shape[:2]
-            rel = [d.location_data.relative_bounding_box for d in result.detections]
-            areas = sorted((r.width * r.height for r in rel), reverse=True)
-            several += int(len(areas) > 1 and areas[1] >= 0.5 * areas[0])
-            b = max(rel, key=lambda r: r.width * r.height)
-            boxes.append((b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h))
+    for frame in progress(frames, desc=desc, unit="frame"):
+        result = detector.process(frame)
+        if not result.detections:
+            continue
+        h, w = frame.shape[:2]
+        rel = [d.location_data.relative_bounding_box for d in result.detections]
+        areas = sorted((r.width * r.height for r in rel), reverse=True)
+        several += int(len(areas) > 1 and areas[1] >= 0.5 * areas[0])
+        b = max(rel, key=lambda r: r.width * r.height)
+        boxes.append((b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h))
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4), several
+
+
+# Counter-clockwise quarter turns (np.rot90's k) that bring the picture upright ->
+# how the video looks, and the ffmpeg filter that turns it upright. ffmpeg's
+# transpose=1 turns a quarter clockwise, transpose=2 a quarter counter-clockwise.
+# 180 degrees first: a phone held upside down is the commonest case.
+_TURNS = {
+    2: ("upside down (rotated by 180 degrees)", "transpose=2,transpose=2"),
+    1: ("rotated by 90 degrees clockwise (lying on its right side)", "transpose=2"),
+    3: ("rotated by 90 degrees counter-clockwise (lying on its left side)", "transpose=1"),
+}
+
+
+def _refuse_if_turned(path: Path, frames: list[np.ndarray], upright_faces: int, detector,
+                      min_fraction: float) -> None:
+    """Raise UserError naming the turn and its fix when faces show up mainly in turned copies of ``frames``.
+
+    Called only after faces were found in few frames as they are, so a normal
+    run costs nothing: the detector is trained on upright faces and finds few or
+    none in a picture that is upside down or on its side. A turn counts when it
+    shows a face in at least ``min_fraction`` of the frames and in
+    twice as many as upright; otherwise this returns and the usual checks decide.
+    """
+    found = {k: len(_largest_face_boxes([np.ascontiguousarray(np.rot90(f, k)) for f in frames], detector,
+                                        desc=f"face detection, turned {90 * k} degrees")[0])
+             for k in _TURNS}
+    k = max(found, key=found.get)  # ties keep _TURNS order
+    if found[k] < max(2 * upright_faces, min_fraction * len(frames)):
+        return
+    looks, vf = _TURNS[k]
+    upright = path.with_name(f"{path.stem}_upright{path.suffix or '.mp4'}")
+    raise UserError(f"{path}: the video looks {looks}: a face shows in {found[k]} of {len(frames)} sampled "
+                    f"frames once they are turned, in {upright_faces} as they are",
+                    f"turn it upright and use that copy: ffmpeg -i {shlex.quote(str(path))} "
+                    f'-vf "{vf}" -c:a copy {shlex.quote(str(upright))}')
 
 
 def crop_from_face_boxes(boxes: np.ndarray, n_sampled: int, width: int, height: int,
@@ -423,9 +311,8 @@ def iter_frames(path: str | Path, info: VideoInfo, crop: CropBox, cfg: DecodeCon
     :func:`probe_video` with the same ``cfg.fps``. ``desc`` labels the progress
     bar (None: no bar).
     """
-    cmd = [_ffmpeg(), "-v", "error", "-nostdin", "-i", str(path), "-map", info.video_stream,
-           "-vf", _frame_filter(info, crop, cfg), "-frames:v", str(info.n_frames),
-           "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
+    cmd = media.ffmpeg_command(["-i", path, "-map", info.video_stream, "-vf", _frame_filter(info, crop, cfg),
+                                "-frames:v", str(info.n_frames), "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"])
     frame_bytes = cfg.size * cfg.size * 3
     bar = progress(total=info.n_frames, desc=desc or "", unit="frame") if desc else None
     with tempfile.TemporaryFile() as err:
@@ -450,7 +337,7 @@ def iter_frames(path: str | Path, info: VideoInfo, crop: CropBox, cfg: DecodeCon
         missing = info.n_frames - count
         if missing > 2 or last is None:
             err.seek(0)
-            reason = _last_error_line(err.read().decode(errors="replace"))
+            reason = media.ffmpeg_reason(err.read())
             raise UserError(f"{path}: decoding stopped after {count} of {info.n_frames} frames ({reason})",
                             "the file is damaged; re-export or re-download it")
         for _ in range(missing):
@@ -466,18 +353,15 @@ def decode_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray | Non
     container timeline (a late-starting stream is padded with silence), so it
     lines up with :func:`iter_frames`. Channels are averaged; resampling is soxr.
     """
-    path = _check_file(path)
-    _, _, audio = _probe_streams(path)
+    audio = media.probe_media(path).audio
     if audio is None:
         return None
-    channels = max(1, audio["channels"])
-    cmd = [_ffmpeg(), "-v", "error", "-nostdin", "-i", str(path), "-map", audio["spec"], "-vn",
-           "-af", f"aresample={sample_rate}:resampler=soxr:async=1:first_pts=0",
-           "-ac", str(channels), "-f", "f32le", "pipe:1"]
-    res = subprocess.run(cmd, capture_output=True)
+    channels = max(1, audio.channels)
+    res = media.run_ffmpeg(["-i", path, "-map", audio.spec, "-vn",
+                            "-af", f"aresample={sample_rate}:resampler=soxr:async=1:first_pts=0",
+                            "-ac", str(channels), "-f", "f32le", "pipe:1"])
     if res.returncode != 0 and not res.stdout:
-        reason = _last_error_line(res.stderr.decode(errors="replace"))
-        raise UserError(f"{path}: its audio cannot be decoded ({reason})",
+        raise UserError(f"{path}: its audio cannot be decoded ({media.ffmpeg_reason(res.stderr)})",
                         "re-export the file with AAC, MP3 or WAV audio")
     samples = np.frombuffer(res.stdout, np.float32)
     samples = samples[: len(samples) // channels * channels].reshape(-1, channels)

@@ -18,15 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import imageio_ffmpeg
-
-from avatar.errors import UserError
+from avatar.core.errors import UserError
+from avatar.core.files import atomic_path
+from avatar.core.media import ffmpeg_reason, run_ffmpeg
 
 log = logging.getLogger("avatar.preprocess")
 
@@ -134,15 +132,10 @@ def pack_frames(folder: NerfFolder, out: Path) -> Path:
     if folder.audio is None:
         log.warning("%s has no aud.wav: preprocessing runs without audio (pass --audio FILE "
                     "if the speech is elsewhere)", folder.root)
-    tmp = out.with_name(out.stem + ".tmp.mkv")
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-framerate", str(NERF_FPS),
-           "-start_number", str(folder.first_number), "-i", folder.pattern,
-           "-frames:v", str(len(folder.frames)), "-c:v", "copy", str(tmp)]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0 or not tmp.exists():
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"could not read the frames in {folder.root / FRAME_DIR}: "
-                        f"{result.stderr.strip()[-300:]}",
-                        "check that the images open in an image viewer and all have the same size")
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        result = run_ffmpeg(["-y", "-framerate", str(NERF_FPS), "-start_number", str(folder.first_number),
+                             "-i", folder.pattern, "-frames:v", str(len(folder.frames)), "-c:v", "copy", tmp])
+        if result.returncode != 0 or not tmp.exists():
+            raise UserError(f"could not read the frames in {folder.root / FRAME_DIR}: {ffmpeg_reason(result.stderr)}",
+                            "check that the images open in an image viewer and all have the same size")
     return out

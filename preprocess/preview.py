@@ -21,8 +21,10 @@ import imageio_ffmpeg
 import numpy as np
 import soundfile
 
-from avatar.camera import project
-from avatar.progress import progress
+from avatar.core.camera import project
+from avatar.core.files import atomic_path
+from avatar.core.media import FFMPEG_LOG_LEVEL
+from avatar.core.progress import progress
 from preprocess import face_topology as topo
 from preprocess.segmentation import LABELS
 
@@ -76,22 +78,17 @@ def write_preview(out_path: str | os.PathLike, read_frame: Callable[[int], np.nd
     if viewmats is not None and K is None:
         raise ValueError("K is needed to draw the pose axes of viewmats")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix or '.mp4'}")
     indices = range(0, n_frames, stride)
-    try:
-        with tempfile.TemporaryDirectory(prefix="avatar_preview_") as tmp_dir:
-            audio_path = None
-            if audio_wav is not None:
-                audio_path = os.path.join(tmp_dir, "audio.wav")
-                audio = _fit_length(np.asarray(audio_wav, np.float32), round(n_frames / fps * audio_sr))
-                soundfile.write(audio_path, audio, int(audio_sr), subtype="PCM_16")
-            frames = (_annotate_frame(i, read_frame, read_labels, landmarks2d, mesh2d, viewmats, K,
-                                      bool(valid[i]), max_size) for i in indices)
-            _encode(tmp_path, progress(frames, total=len(indices), desc="preview", unit="frame"),
-                    fps / stride, audio_path)
-        os.replace(tmp_path, out_path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    with atomic_path(out_path) as tmp_path, tempfile.TemporaryDirectory(prefix="avatar_preview_") as tmp_dir:
+        audio_path = None
+        if audio_wav is not None:
+            audio_path = os.path.join(tmp_dir, "audio.wav")
+            audio = _fit_length(np.asarray(audio_wav, np.float32), round(n_frames / fps * audio_sr))
+            soundfile.write(audio_path, audio, int(audio_sr), subtype="PCM_16")
+        frames = (_annotate_frame(i, read_frame, read_labels, landmarks2d, mesh2d, viewmats, K,
+                                  bool(valid[i]), max_size) for i in indices)
+        _encode(tmp_path, progress(frames, total=len(indices), desc="preview", unit="frame"),
+                fps / stride, audio_path)
     return out_path
 
 
@@ -110,7 +107,7 @@ def _encode(path: Path, frames, fps: float, audio_path: str | None) -> None:
             if writer is None:
                 writer = imageio_ffmpeg.write_frames(
                     str(path), (frame.shape[1], frame.shape[0]), fps=fps, codec="libx264",
-                    pix_fmt_out="yuv420p", quality=None, macro_block_size=1, ffmpeg_log_level="error",
+                    pix_fmt_out="yuv420p", quality=None, macro_block_size=1, ffmpeg_log_level=FFMPEG_LOG_LEVEL,
                     output_params=["-preset", "veryfast", "-crf", "23", "-movflags", "+faststart"],
                     audio_path=audio_path, audio_codec="aac" if audio_path else None)
                 writer.send(None)
