@@ -8,14 +8,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from avatar.errors import UserError
+from avatar.core.data import shared_data
+from avatar.core.errors import UserError
 from preprocess.config import PreprocessConfig
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from preprocess.subject_data import Manifest
 
 
 def default_video() -> Path:
-    video = DATA / "videos" / "cnn2_25fps.mp4"
+    video = shared_data("videos", "cnn2_25fps.mp4")
     if not video.exists():
         raise UserError(f"the benchmark video {video} is not here",
                         "pass a video path: avatar bench preprocess VIDEO")
@@ -37,9 +37,9 @@ def bench_preprocess(video: Path, cfg: PreprocessConfig, out: Path | None = None
     peak_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
     return {
         "video": str(video),
-        "frames": m["frames"],
+        "frames": m.frames,
         "wall_s": round(wall, 1),
-        "stage_s": m["timings_s"],
+        "stage_s": m.timings_s,
         "peak_rss_gib": round(peak_self, 3),
         "peak_child_rss_gib": round(peak_child, 3),
         **tracking_quality(m),
@@ -50,13 +50,13 @@ QUALITY_KEYS = ("tracked_fraction", "reprojection_px", "pose_jitter_deg", "pnp_p
                 "focal_px")
 
 
-def tracking_quality(manifest: dict) -> dict:
+def tracking_quality(manifest: Manifest) -> dict:
     """The tracking numbers of a subject manifest that the benchmarks report."""
-    return {k: manifest[k] for k in QUALITY_KEYS}
+    return {k: getattr(manifest, k) for k in QUALITY_KEYS}
 
 
 def default_sweep_folder() -> Path:
-    folder = DATA / "multispeaker"
+    folder = shared_data("multispeaker")
     if not folder.is_dir():
         raise UserError(f"the sweep folder {folder} is not here",
                         "pass a folder of videos: avatar bench robustness FOLDER")
@@ -97,8 +97,8 @@ def bench_robustness(folder: Path, cfg: PreprocessConfig) -> dict:
                 entry.update(status="rejected", reason=e.problem)
             else:
                 m = Subject(Path(tmp) / f"clip{i}").manifest
-                entry.update(status="ok", frames=m["frames"], **tracking_quality(m),
-                             audio_features=m.get("audio_feature_fps") is not None)
+                entry.update(status="ok", frames=m.frames, **tracking_quality(m),
+                             audio_features=m.audio_feature_fps is not None)
             entry["wall_s"] = round(time.perf_counter() - t0, 1)
             clips.append(entry)
     ok = [c for c in clips if c["status"] == "ok"]

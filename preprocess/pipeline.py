@@ -1,11 +1,15 @@
 """Run the preprocessing stages in order, skipping the ones already done.
 
-A stage is done when ``SUBJECT/.stages/<name>.json`` exists and holds the same
-*key*: a hash of the stage's config sections, the keys of the stages it reads
-from, and the source video's fingerprint. Changing a setting therefore redoes
-exactly the stages it affects and everything downstream of them; an interrupted
-run resumes at the first stage that has no record; ``force`` redoes named
-stages (and, through the keys, what depends on them).
+A stage is done when ``SUBJECT/.stages/<name>.json`` exists, holds the same
+*key*, and every output it recorded is still there at the size it was written
+(:mod:`preprocess.cache`). The key hashes the stage's config sections, the
+source video's fingerprint, and the *run ids* of the stages it reads from (a
+fresh id each time a stage runs). So changing a setting redoes exactly the
+stages it affects and everything downstream; a stage whose outputs were
+deleted or damaged is redone, and so is everything that read it; ``force``
+redoes named stages and their dependants; and an interrupted run resumes at
+the first stage that is not done, even when the interruption came between a
+stage and the stages that read it. Each stage that runs says why.
 """
 
 from __future__ import annotations
@@ -15,17 +19,21 @@ import json
 import logging
 import shutil
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from avatar import config as config_io
-from avatar.errors import UserError
+from avatar.core import config as config_io
+from avatar.core.errors import UserError
+from avatar.core.files import write_json, write_text
+from preprocess.cache import damaged_outputs, describe_outputs
 from preprocess.config import PreprocessConfig
 from preprocess.nerf_import import pack_frames, read_nerf_folder
 from preprocess.stages import STAGE_NAMES, STAGES, Stage, StageContext
-from preprocess.subject import FORMAT_VERSION, SubjectPaths, write_json
+from preprocess.subject import FORMAT_VERSION, SubjectPaths
+from preprocess.subject_data import Manifest, Split
 
 log = logging.getLogger("avatar.preprocess")
 
@@ -43,25 +51,40 @@ def file_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _stage_key(stage: Stage, cfg: PreprocessConfig, dep_keys: dict[str, str], source: str) -> str:
+def _stage_key(stage: Stage, cfg: PreprocessConfig, dep_runs: dict[str, str], source: str) -> str:
     cfg_dict = config_io.to_dict(cfg)
     payload = {"stage": stage.name, "source": source,
                "config": {s: cfg_dict[s] for s in stage.config_sections},
-               "deps": {d: dep_keys[d] for d in stage.deps}}
+               "deps": {d: dep_runs[d] for d in stage.deps}}
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _record(paths: SubjectPaths, name: str) -> dict | None:
-    f = paths.stages / f"{name}.json"
-    if not f.exists():
-        return None
+    """The stage's record, or None when it has none or it is unreadable (the stage then re-runs)."""
     try:
-        return json.loads(f.read_text())
-    except json.JSONDecodeError:
+        rec = json.loads(paths.stage_record(name).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return rec if isinstance(rec, dict) else None
 
 
-def _check_output_folder(paths: SubjectPaths, video_fp: str, video: Path) -> bool:
+def _why_rerun(stage: Stage, rec: dict | None, key: str, forced: bool, redone: set[str],
+               root: Path) -> str | None:
+    """Why ``stage`` must run (a short phrase for the log), or None when its cached result holds."""
+    if forced:
+        return "forced"
+    if rec is None:
+        return "not done yet"
+    if rec.get("key") != key:
+        changed = [d for d in stage.deps if d in redone]
+        return f"{changed[0]} was redone" if changed else "its settings, the input or an earlier stage changed"
+    if "outputs" not in rec:
+        return "its record predates output checks"
+    problems = damaged_outputs(root, rec["outputs"])
+    return "; ".join(problems) if problems else None
+
+
+def _check_output_folder(paths: SubjectPaths, video_fp: str) -> bool:
     """Refuse a folder that holds something else; True if it was already ours."""
     root = paths.root
     if not root.exists():
@@ -70,10 +93,15 @@ def _check_output_folder(paths: SubjectPaths, video_fp: str, video: Path) -> boo
         raise UserError(f"--out {root} is a file, not a folder", "choose a folder path for --out")
     owner = paths.stages / "source.json"
     if owner.exists():
-        held = json.loads(owner.read_text())
-        if held.get("fingerprint") != video_fp:
+        try:
+            held = json.loads(owner.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise UserError(f"{owner} is damaged, so it is unknown which video {root} was made from",
+                            f"delete {root} to start over, or choose another --out folder") from None
+        if not isinstance(held, dict) or held.get("fingerprint") != video_fp:
             raise UserError(
-                f"{root} already holds a different subject (made from {held.get('video')})",
+                f"{root} already holds a different subject (made from "
+                f"{held.get('video') if isinstance(held, dict) else 'an unknown video'})",
                 f"choose another --out folder, or delete {root} to start over")
         return True
     if any(root.iterdir()):
@@ -87,7 +115,10 @@ def run_preprocess(video: Path, out: Path, cfg: PreprocessConfig, *, audio: Path
     """Turn ``video`` into the subject folder ``out``; returns its paths.
 
     Input is checked before anything is written; a folder this call created is
-    removed again if the very first stage rejects the input.
+    removed again if the very first stage rejects the input. A re-run that fails
+    leaves a finished folder as it was when the failing stage had not replaced
+    any of its files yet (the usual case: input checks come first); otherwise the
+    folder counts as unfinished (``Subject`` refuses it) until a run completes.
     """
     video, out = Path(video), Path(out)
     if not video.exists():
@@ -110,8 +141,8 @@ def run_preprocess(video: Path, out: Path, cfg: PreprocessConfig, *, audio: Path
 
     paths = SubjectPaths(out)
     source = video_fp + (file_fingerprint(audio) if audio else "")
-    existed = _check_output_folder(paths, video_fp, video)
-    paths.stages.mkdir(parents=True, exist_ok=True)
+    existed = _check_output_folder(paths, video_fp)
+    _make_folder(paths)
     if dataset is not None:
         try:
             video = pack_frames(dataset, paths.imported_frames)
@@ -124,42 +155,59 @@ def run_preprocess(video: Path, out: Path, cfg: PreprocessConfig, *, audio: Path
         "video": str(Path(dataset.root if dataset else video).resolve()), "fingerprint": video_fp,
         "audio": str(Path(audio).resolve()) if audio else None,
         "imported_from": dataset.describe() if dataset else None})
-    if paths.manifest.exists():
-        paths.manifest.unlink()  # the folder is incomplete again until every stage agrees
-    config_io.save(cfg, paths.config)
 
     ctx = StageContext(paths=paths, cfg=cfg, video=video, audio=Path(audio) if audio else None)
-    keys: dict[str, str] = {}
+    runs: dict[str, str] = {}
     timings: dict[str, float] = {}
+    cached: set[str] = set()
     for i, stage in enumerate(STAGES):
-        key = _stage_key(stage, cfg, keys, source)
-        forced = stage.name in force or "all" in force
-        if forced:  # a new key, so every stage that reads this one is redone too
-            key = hashlib.sha1(f"{key}{time.time_ns()}".encode()).hexdigest()[:16]
-        keys[stage.name] = key
+        key = _stage_key(stage, cfg, runs, source)
         rec = _record(paths, stage.name)
-        if rec and rec.get("key") == key:
+        why = _why_rerun(stage, rec, key, stage.name in force or "all" in force, set(timings) - cached,
+                         paths.root)
+        if why is None:
             log.info("%-12s cached", stage.name)
+            cached.add(stage.name)
+            runs[stage.name] = str(rec.get("run", key))
             timings[stage.name] = float(rec.get("seconds", 0.0))
             continue
-        (paths.stages / f"{stage.name}.json").unlink(missing_ok=True)
-        log.info("%-12s running", stage.name)
+        record = paths.stage_record(stage.name)
+        old_record = record.read_text() if rec is not None else None
+        record.unlink(missing_ok=True)  # not done until it finishes again
+        log.info("%-12s running%s", stage.name, f" ({why})" if rec is not None else "")
         t0 = time.perf_counter()
         try:
             stage.run(ctx)
-        except UserError:
-            if i == 0 and not existed:
-                shutil.rmtree(paths.root, ignore_errors=True)
+        except BaseException as e:
+            if old_record is not None and describe_outputs(paths.root, stage.outputs(paths)) == rec.get("outputs"):
+                write_text(record, old_record)  # it failed before replacing anything: the folder is as it was
+            elif i == 0 and not existed and isinstance(e, UserError):
+                shutil.rmtree(paths.root, ignore_errors=True)  # the input was refused: leave nothing
             raise
         seconds = time.perf_counter() - t0
+        runs[stage.name] = uuid.uuid4().hex[:16]
         timings[stage.name] = seconds
-        write_json(paths.stages / f"{stage.name}.json",
-                   {"key": key, "seconds": round(seconds, 3),
-                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        write_json(paths.stage_record(stage.name), {
+            "key": key, "run": runs[stage.name], "seconds": round(seconds, 3),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "outputs": describe_outputs(paths.root, stage.outputs(paths))})
         log.info("%-12s done in %.1f s", stage.name, seconds)
 
-    write_json(paths.manifest, build_manifest(ctx, timings))
+    config_io.save(cfg, paths.config)
+    write_json(paths.manifest, build_manifest(ctx, timings, runs).to_dict())
     return paths
+
+
+def _make_folder(paths: SubjectPaths) -> None:
+    """Create the folder (and its .stages/), or say clearly why it cannot be."""
+    try:
+        paths.stages.mkdir(parents=True, exist_ok=True)
+        probe = paths.stages / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write the subject folder {paths.root}: {e.strerror or e}",
+                        "choose an --out folder on a disk you can write to (and with free space)") from None
 
 
 def split_frames(valid: np.ndarray, val_fraction: float) -> tuple[list[int], list[int]]:
@@ -173,42 +221,43 @@ def split_frames(valid: np.ndarray, val_fraction: float) -> tuple[list[int], lis
     return train, val
 
 
-def build_manifest(ctx: StageContext, timings: dict[str, float]) -> dict:
+def build_manifest(ctx: StageContext, timings: dict[str, float], runs: dict[str, str]) -> Manifest:
     """The summary every later stage (and ``avatar inspect``) reads first."""
     from preprocess.tracking import pose_jitter_deg
 
     meta = ctx.video_meta
-    lm = ctx.load(ctx.paths.landmarks)
-    tr = ctx.load(ctx.paths.tracking)
-    valid = lm["valid"].astype(bool)
+    lm = ctx.landmarks()
+    tr = ctx.tracking()
+    valid = lm.valid.astype(bool)
     train, val = split_frames(valid, ctx.cfg.val_fraction)
-    reproj = tr["reproj_px"][valid]
-    return {
-        "format_version": FORMAT_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source": meta["source"],
-        "audio_source": meta["audio_source"],
-        "imported_from": json.loads((ctx.paths.stages / "source.json").read_text()).get("imported_from"),
-        "frames": int(meta["frames"]),
-        "fps": float(meta["fps"]),
-        "duration_s": round(int(meta["frames"]) / float(meta["fps"]), 3),
-        "width": int(meta["size"]),
-        "height": int(meta["size"]),
-        "crop": meta["crop"],
-        "source_info": meta["source_info"],
-        "tracked_fraction": round(float(valid.mean()), 4),
-        "frames_no_face": int((lm["n_faces"] == 0).sum()),
-        "frames_several_faces": int((lm["n_faces"] > 1).sum()),
-        "reprojection_px": round(float(np.nanmean(reproj)), 4) if len(reproj) else None,
-        "pose_jitter_deg": round(float(pose_jitter_deg(tr["viewmats"], valid)), 5),
-        "pnp_pose_jitter_deg": round(float(pose_jitter_deg(tr["pnp_viewmats"], valid)), 5),
-        "focal_px": round(float(tr["focal_px"]), 3),
-        "n_expr": int(tr["expr"].shape[1]),
-        "has_audio": bool(meta["has_audio"]),
-        "audio_sample_rate": meta["audio_sample_rate"],
-        "audio_feature_fps": ctx.cfg.audio.fps if ctx.paths.audio_features.exists() else None,
-        "split": {"val_fraction": ctx.cfg.val_fraction, "train": train, "val": val},
-        "train_frames": len(train),
-        "val_frames": len(val),
-        "timings_s": {k: round(v, 2) for k, v in timings.items()},
-    }
+    reproj = tr.reproj_px[valid]
+    return Manifest(
+        format_version=FORMAT_VERSION,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        source=meta["source"],
+        audio_source=meta["audio_source"],
+        imported_from=json.loads((ctx.paths.stages / "source.json").read_text()).get("imported_from"),
+        frames=int(meta["frames"]),
+        fps=float(meta["fps"]),
+        duration_s=round(int(meta["frames"]) / float(meta["fps"]), 3),
+        width=int(meta["size"]),
+        height=int(meta["size"]),
+        crop=meta["crop"],
+        source_info=meta["source_info"],
+        tracked_fraction=round(float(valid.mean()), 4),
+        frames_no_face=int((lm.n_faces == 0).sum()),
+        frames_several_faces=int((lm.n_faces > 1).sum()),
+        reprojection_px=round(float(np.nanmean(reproj)), 4) if len(reproj) else None,
+        pose_jitter_deg=round(float(pose_jitter_deg(tr.viewmats, valid)), 5),
+        pnp_pose_jitter_deg=round(float(pose_jitter_deg(tr.pnp_viewmats, valid)), 5),
+        focal_px=round(tr.focal_px, 3),
+        n_expr=tr.n_expr,
+        has_audio=bool(meta["has_audio"]),
+        audio_sample_rate=meta["audio_sample_rate"],
+        audio_feature_fps=ctx.cfg.decode.fps if ctx.paths.audio_features.exists() else None,
+        split=Split(ctx.cfg.val_fraction, tuple(train), tuple(val)),
+        train_frames=len(train),
+        val_frames=len(val),
+        timings_s={k: round(v, 2) for k, v in timings.items()},
+        stage_runs=dict(runs),
+    )

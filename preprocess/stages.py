@@ -8,23 +8,21 @@ resume logic live in ``preprocess/pipeline.py``.
 
 from __future__ import annotations
 
+import json
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import soundfile as sf
 
-from avatar.errors import UserError
-from avatar.progress import progress
-from preprocess.subject import (SubjectPaths, read_image, read_npz, write_image, write_json, write_npz,
-                                FRAME_PATTERN, LABEL_PATTERN)
-
-if TYPE_CHECKING:  # the stage modules import heavy libraries; keep `avatar --help` fast
-    from preprocess.config import PreprocessConfig
+from avatar.core.errors import UserError
+from avatar.core.files import atomic_path, commit_dir, fresh_dir, read_image, write_image, write_json, write_npz
+from avatar.core.progress import progress
+from preprocess.config import PreprocessConfig
+from preprocess.subject import FRAME_PATTERN, LABEL_PATTERN, SubjectPaths
+from preprocess.subject_data import Landmarks, Tracking, load_npz
 
 log = logging.getLogger("avatar.preprocess")
 
@@ -42,7 +40,6 @@ class StageContext:
 
     @property
     def video_meta(self) -> dict:
-        import json
         return json.loads(self.paths.video_info.read_text())
 
     @property
@@ -55,21 +52,11 @@ class StageContext:
     def read_labels(self, i: int) -> np.ndarray:
         return read_image(self.paths.label(i))
 
-    def load(self, path: Path) -> dict[str, np.ndarray]:
-        return read_npz(path)
+    def landmarks(self) -> Landmarks:
+        return load_npz(Landmarks, self.paths.landmarks)
 
-
-def _fresh_dir(path: Path) -> Path:
-    """An empty ``<path>.tmp`` folder to fill and then rename onto ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def _commit_dir(tmp: Path, path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    def tracking(self) -> Tracking:
+        return load_npz(Tracking, self.paths.tracking)
 
 
 # ---------------------------------------------------------------- 1. decode
@@ -80,7 +67,7 @@ def run_decode(ctx: StageContext) -> None:
     cfg = ctx.cfg.decode
     info = decode.probe_video(ctx.video, cfg)
     crop = decode.choose_crop(ctx.video, info, cfg)
-    tmp = _fresh_dir(ctx.paths.frames)
+    tmp = fresh_dir(ctx.paths.frames)
     n = 0
     for frame in decode.iter_frames(ctx.video, info, crop, cfg, desc="decode"):
         write_image(tmp / FRAME_PATTERN.format(n), frame, jpeg_quality=ctx.cfg.jpeg_quality)
@@ -88,7 +75,7 @@ def run_decode(ctx: StageContext) -> None:
     if n == 0:
         raise UserError(f"no frames could be decoded from {ctx.video}",
                         "check that the file plays in a video player; re-encode it with ffmpeg if not")
-    _commit_dir(tmp, ctx.paths.frames)
+    commit_dir(tmp, ctx.paths.frames)
 
     audio_source = ctx.audio or ctx.video
     wav = decode.decode_audio(audio_source, cfg.audio_sample_rate)
@@ -101,9 +88,8 @@ def run_decode(ctx: StageContext) -> None:
                     "training later) are skipped. Pass --audio FILE if the sound is in a separate file.",
                     audio_source)
     else:
-        tmp_wav = ctx.paths.audio.with_name("audio.tmp.wav")
-        sf.write(tmp_wav, wav, cfg.audio_sample_rate, subtype="FLOAT")
-        os.replace(tmp_wav, ctx.paths.audio)
+        with atomic_path(ctx.paths.audio) as tmp_wav:
+            sf.write(tmp_wav, wav, cfg.audio_sample_rate, subtype="FLOAT")
     write_json(ctx.paths.video_info, {
         "source": str(Path(ctx.video).resolve()),
         "audio_source": str(Path(audio_source).resolve()) if wav is not None else None,
@@ -126,7 +112,7 @@ def run_landmarks(ctx: StageContext) -> None:
     n = ctx.n_frames
     lm = detect_landmarks((ctx.read_frame(i) for i in range(n)), n, ctx.cfg.landmarks)
     check_usable_frames(lm.valid, lm.n_faces, ctx.cfg.min_usable_fraction, ctx.cfg.min_usable_frames)
-    write_npz(ctx.paths.landmarks, points=lm.points, n_faces=lm.n_faces, valid=lm.valid)
+    write_npz(ctx.paths.landmarks, **lm.arrays())
 
 
 def check_usable_frames(valid: np.ndarray, n_faces: np.ndarray, min_fraction: float,
@@ -157,11 +143,10 @@ def run_tracking(ctx: StageContext) -> None:
     """Person-specific face model, focal length, stabilised pose and expressions."""
     from preprocess.tracking import fit_tracking
 
-    lm = ctx.load(ctx.paths.landmarks)
+    lm = ctx.landmarks()
     size = int(ctx.video_meta["size"])
-    res = fit_tracking(lm["points"], lm["valid"], size, size, ctx.cfg.tracking)
-    arrays = {k: np.asarray(v) for k, v in vars(res).items()}
-    write_npz(ctx.paths.tracking, valid=lm["valid"], **arrays)
+    tracking = fit_tracking(lm.points, lm.valid, size, size, ctx.cfg.tracking)
+    write_npz(ctx.paths.tracking, **tracking.arrays())
 
 
 # ---------------------------------------------------------------- 4. segmentation
@@ -169,14 +154,14 @@ def run_segmentation(ctx: StageContext) -> None:
     """Per-frame label maps (background, head, neck/torso, mouth interior, eyes) as PNG."""
     from preprocess.segmentation import Segmenter
 
-    lm = ctx.load(ctx.paths.landmarks)
+    lm = ctx.landmarks()
     n = ctx.n_frames
-    tmp = _fresh_dir(ctx.paths.labels)
+    tmp = fresh_dir(ctx.paths.labels)
     with Segmenter(ctx.cfg.segmentation) as segment:
         for i in progress(range(n), total=n, desc="segmentation", unit="frame"):
-            points = lm["points"][i, :, :2] if lm["valid"][i] else None
+            points = lm.points[i, :, :2] if lm.valid[i] else None
             write_image(tmp / LABEL_PATTERN.format(i), segment(ctx.read_frame(i), points))
-    _commit_dir(tmp, ctx.paths.labels)
+    commit_dir(tmp, ctx.paths.labels)
 
 
 # ---------------------------------------------------------------- 5. background
@@ -201,26 +186,24 @@ def run_audio(ctx: StageContext) -> None:
             ctx.paths.audio_features.unlink()
         return
     wav, sr = sf.read(ctx.paths.audio, dtype="float32")
-    feats = compute_audio_features(wav, sr, ctx.n_frames, ctx.cfg.audio)
+    feats = compute_audio_features(wav, sr, ctx.n_frames, ctx.cfg.audio, fps=ctx.cfg.decode.fps)
     write_npz(ctx.paths.audio_features, **{k: np.asarray(v) for k, v in feats.items()})
 
 
 # ---------------------------------------------------------------- 7. preview
 def run_preview(ctx: StageContext) -> None:
     """preview.mp4: landmarks, fitted mesh, pose axes and masks over the frames, with sound."""
-    from avatar.camera import intrinsics
     from preprocess.preview import write_preview
 
-    lm = ctx.load(ctx.paths.landmarks)
-    tr = ctx.load(ctx.paths.tracking)
+    lm = ctx.landmarks()
+    tr = ctx.tracking()
     size = int(ctx.video_meta["size"])
     wav = None
     if ctx.paths.audio.exists():
         wav, _ = sf.read(ctx.paths.audio, dtype="float32")
     write_preview(ctx.paths.preview, ctx.read_frame, ctx.read_labels, ctx.n_frames,
-                  fps=float(ctx.video_meta["fps"]), landmarks2d=lm["points"][..., :2],
-                  mesh2d=tr["landmarks2d"], viewmats=tr["viewmats"],
-                  K=intrinsics(float(tr["focal_px"]), size, size), valid=lm["valid"],
+                  fps=float(ctx.video_meta["fps"]), landmarks2d=lm.points[..., :2],
+                  mesh2d=tr.landmarks2d, viewmats=tr.viewmats, K=tr.K(size), valid=lm.valid,
                   audio_wav=wav, audio_sr=ctx.cfg.decode.audio_sample_rate)
 
 
@@ -229,12 +212,15 @@ class Stage:
     """One step of the pipeline and the earlier steps whose outputs it reads."""
 
     name: str
+    """Its name in logs, records and ``--force``."""
     run: Callable[[StageContext], None]
+    """Reads the earlier stages' files and writes this stage's outputs atomically."""
     deps: tuple[str, ...]
+    """Stages whose outputs it reads: redoing one of them redoes this one."""
     config_sections: tuple[str, ...]
     """Parts of PreprocessConfig that change this stage's result."""
     outputs: Callable[[SubjectPaths], list[Path]]
-    """Files the stage writes, removed when it is redone."""
+    """Files and folders it writes; their sizes are recorded so later runs and ``Subject`` can tell they are whole."""
 
 
 STAGES: tuple[Stage, ...] = (

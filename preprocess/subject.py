@@ -1,7 +1,9 @@
 """The subject folder: layout, manifest, and a loader that training streams from.
 
 The layout is documented in ``docs/subject-format.md``; this module is the one
-place that knows the file names. ``manifest.json`` is written last, only when
+place that knows the file names, and :class:`Subject` the one way fitting,
+evaluation and rendering read a folder (the typed contents are in
+:mod:`preprocess.subject_data`). ``manifest.json`` is written last, only when
 every stage has finished, so a folder without it is never mistaken for a
 complete subject.
 """
@@ -9,18 +11,18 @@ complete subject.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
-import cv2
 import numpy as np
 
-from avatar.errors import UserError
+from avatar.core.errors import UserError
+from avatar.core.files import read_image
+from preprocess.cache import damaged_outputs
+from preprocess.subject_data import AudioFeatures, Landmarks, Manifest, Split, Tracking, load_npz
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Bumped whenever a loader could misread an older folder."""
 
 FRAME_PATTERN = "{:06d}.jpg"
@@ -90,6 +92,10 @@ class SubjectPaths:
     def preview(self) -> Path:
         return self.root / "preview.mp4"
 
+    def stage_record(self, name: str) -> Path:
+        """The record a finished stage leaves: its cache key and what it wrote."""
+        return self.stages / f"{name}.json"
+
     def frame(self, i: int) -> Path:
         return self.frames / FRAME_PATTERN.format(i)
 
@@ -97,75 +103,86 @@ class SubjectPaths:
         return self.labels / LABEL_PATTERN.format(i)
 
 
-# ---------------------------------------------------------------- small I/O helpers
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (tmp file + rename), so a crash never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
-
-def write_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Write an uncompressed .npz atomically."""
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def write_image(path: Path, image: np.ndarray, jpeg_quality: int = 95) -> None:
-    """Write an (H, W, 3) uint8 RGB or (H, W) uint8 image; format from the suffix."""
-    bgr = image[..., ::-1] if image.ndim == 3 else image
-    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if path.suffix == ".jpg" else \
-        [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    if not cv2.imwrite(str(path), np.ascontiguousarray(bgr), params):
-        raise OSError(f"could not write {path}")
-
-
-def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """All arrays of an .npz file, loaded (the file is closed again)."""
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
-
-
-def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB for colour files, (H, W) uint8 for single-channel ones."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise UserError(f"cannot read {path}: missing or corrupt",
-                        "re-run `avatar preprocess` on this folder to rebuild it")
-    return img[..., ::-1].copy() if img.ndim == 3 else img
-
-
 # ---------------------------------------------------------------- loader
+REBUILD = "re-run `avatar preprocess VIDEO --out {root}` to rebuild it (finished stages are kept)"
+
+
 class Subject:
     """A finished subject folder, opened for reading.
 
-    Frames and label maps are read from disk one at a time (``frame(i)``,
-    ``labels(i)``), so a few minutes of 512x512 video never sit in RAM at once;
-    the per-frame arrays (tracking, landmarks, audio features) are small and
-    loaded on first use.
+    Opening checks that the folder is complete and whole: ``manifest.json``
+    exists and parses, its format version is this one, and every file a stage
+    recorded is still there at the size it was written (a missing or truncated
+    file raises a UserError naming it). Frames and label maps are read from disk
+    one at a time (``frame(i)``, ``labels(i)``), so minutes of 512x512 video never
+    sit in RAM; the per-frame arrays (tracking, landmarks, audio features) are
+    small and loaded on first use.
     """
 
     def __init__(self, root: str | Path):
         self.paths = SubjectPaths(Path(root))
-        if not self.paths.manifest.exists():
+        self.manifest: Manifest = self._read_manifest()
+        problems = self.damage()
+        if problems:
+            raise UserError(f"{root} is damaged: {'; '.join(problems)}", REBUILD.format(root=root))
+
+    def _read_manifest(self) -> Manifest:
+        root, path = self.paths.root, self.paths.manifest
+        if not path.exists():
             hint = "its preprocessing did not finish: run `avatar preprocess VIDEO --out " \
                 f"{root}` again to resume" if self.paths.stages.exists() else \
                 "run `avatar preprocess VIDEO --out FOLDER` to make one"
             raise UserError(f"{root} is not a finished subject folder (no manifest.json)", hint)
-        self.manifest: dict[str, Any] = json.loads(self.paths.manifest.read_text())
-        version = self.manifest.get("format_version")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UserError(f"{path} is damaged ({e.__class__.__name__}: {e})", REBUILD.format(root=root)) from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path} is damaged (not a JSON object)", REBUILD.format(root=root))
+        version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise UserError(f"{root} uses subject format {version}, this version reads {FORMAT_VERSION}",
                             "re-run `avatar preprocess` to rebuild it")
+        return Manifest.from_dict(data, where=str(path))
+
+    def damage(self) -> list[str]:
+        """Problems that make the folder unusable, each naming a file (empty: the folder is whole).
+
+        Every stage the manifest was built from must still have its record with the
+        same run id (else it was redone or interrupted since), and every file that
+        record lists must be there at its written size.
+        """
+        problems = []
+        for name, run in self.manifest.stage_runs.items():
+            path = self.paths.stage_record(name)
+            try:
+                rec = json.loads(path.read_text())
+            except FileNotFoundError:
+                problems.append(f"stage {name} was started again and did not finish (.stages/{name}.json is missing)")
+                continue
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                problems.append(f".stages/{name}.json is damaged")
+                continue
+            if not isinstance(rec, dict) or rec.get("run") != run:
+                problems.append(f"stage {name} was redone after manifest.json was written")
+                continue
+            problems += damaged_outputs(self.paths.root, rec.get("outputs", {}))
+        return problems
 
     @property
     def n_frames(self) -> int:
-        return int(self.manifest["frames"])
+        """F, working frames."""
+        return self.manifest.frames
 
     @property
     def size(self) -> int:
-        return int(self.manifest["width"])
+        """S, side of the square working frames, pixels."""
+        return self.manifest.width
+
+    @property
+    def fps(self) -> float:
+        """Working frame rate, frames per second."""
+        return self.manifest.fps
 
     def frame(self, i: int) -> np.ndarray:
         """(S, S, 3) uint8 RGB working frame ``i``."""
@@ -179,26 +196,39 @@ class Subject:
         """(S, S, 3) uint8 RGB static background plate."""
         return read_image(self.paths.background)
 
-    @cached_property
-    def tracking(self) -> dict[str, np.ndarray]:
-        return read_npz(self.paths.tracking)
-
-    @cached_property
-    def landmarks(self) -> dict[str, np.ndarray]:
-        return read_npz(self.paths.landmarks)
-
-    @cached_property
-    def audio_features(self) -> dict[str, np.ndarray] | None:
-        if not self.paths.audio_features.exists():
+    def audio(self) -> tuple[np.ndarray, int] | None:
+        """(T,) float32 mono waveform in [-1, 1] and its rate (Hz), or None without audio."""
+        if not self.manifest.has_audio:
             return None
-        return read_npz(self.paths.audio_features)
+        import soundfile as sf
+
+        wav, rate = sf.read(self.paths.audio, dtype="float32")
+        return wav, int(rate)
+
+    @cached_property
+    def tracking(self) -> Tracking:
+        return load_npz(Tracking, self.paths.tracking)
+
+    @cached_property
+    def landmarks(self) -> Landmarks:
+        return load_npz(Landmarks, self.paths.landmarks)
+
+    @cached_property
+    def audio_features(self) -> AudioFeatures | None:
+        if self.manifest.audio_feature_fps is None:
+            return None
+        return load_npz(AudioFeatures, self.paths.audio_features)
+
+    @property
+    def split(self) -> Split:
+        return self.manifest.split
 
     @property
     def train_frames(self) -> np.ndarray:
         """(N,) int64 indices of usable training frames (valid face, in the train split)."""
-        return np.asarray(self.manifest["split"]["train"], dtype=np.int64)
+        return np.asarray(self.split.train, dtype=np.int64)
 
     @property
     def val_frames(self) -> np.ndarray:
         """(N,) int64 indices of usable validation frames (the end of the clip)."""
-        return np.asarray(self.manifest["split"]["val"], dtype=np.int64)
+        return np.asarray(self.split.val, dtype=np.int64)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-INSPECT_KEYS = ("frames", "fps", "duration_s", "width", "height", "tracked_fraction",
-                "reprojection_px", "pose_jitter_deg", "pnp_pose_jitter_deg", "focal_px",
-                "train_frames", "val_frames", "audio_sample_rate", "audio_feature_fps",
-                "frames_no_face", "frames_several_faces", "n_expr", "has_audio", "source",
-                "imported_from", "format_version", "timings_s")
+if TYPE_CHECKING:
+    from preprocess.subject_data import Manifest
 
 
 def add_parser(sub, common) -> None:
@@ -20,13 +18,8 @@ def add_parser(sub, common) -> None:
     p.set_defaults(func=run)
 
 
-def summary(manifest: dict) -> dict:
-    """The inspect fields, in a fixed order."""
-    return {k: manifest.get(k) for k in INSPECT_KEYS}
-
-
-def format_summary(manifest: dict) -> str:
-    s = summary(manifest)
+def format_summary(manifest: Manifest) -> str:
+    s = manifest.summary()
     lines = [
         f"  frames           {s['frames']} at {s['fps']:g} fps ({s['duration_s']:.1f} s), "
         f"{s['width']}x{s['height']}",
@@ -51,7 +44,7 @@ def run(args) -> int:
 
     subject = Subject(args.subject)
     if args.json:
-        print(json.dumps(summary(subject.manifest)))
+        print(json.dumps(subject.manifest.summary()))
     else:
         print(f"{args.subject}:")
         print(format_summary(subject.manifest))
