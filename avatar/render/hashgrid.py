@@ -16,12 +16,14 @@ instead of 16 * 2^19 = 8.4 M, which is also 27% less gradient to zero every step
 
 Grid alignment: ``p = clamp(x, 0, 1) * res``, vertices at integer p (0..res),
 cell ``min(floor(p), res - 1)``. This is the paper's convention, not tiny-cuda-nn's
-(which shifts by half a cell), so tables are not interchangeable between the two.
+(which shifts by half a cell and pads each level to a multiple of 8 rows).
 
-Backends: ``"cpu"`` the compiled kernel (``cuda_ext/csrc/hashgrid.cpp``),
-``"torch"`` the PyTorch reference (any device, float64 too), ``"cuda"`` the
-tiny-cuda-nn encoding (module only, optional import), ``"auto"`` the kernel for
-CPU tensors and the reference elsewhere.
+One layout for every backend, so a table trained on one runs on any other
+(``state_dict`` moves as it is): ``"cpu"`` the compiled kernel
+(``cuda_ext/csrc/hashgrid.cpp``), ``"torch"`` the PyTorch reference (any device,
+float64 too), ``"cuda"`` the same reference on CUDA tensors (vectorised gathers;
+tiny-cuda-nn is not used because its layout and alignment cannot be matched),
+``"auto"`` the kernel for CPU tensors and the reference elsewhere.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import UserError
+from avatar.core.errors import UserError
 from .hashgrid_reference import hash_grid_encode_reference
 
 BACKENDS = ("auto", "cpu", "torch", "cuda")
@@ -173,8 +175,8 @@ def hash_grid_encode(x: torch.Tensor, table: torch.Tensor, cfg: HashGridConfig,
             clamped to the cube and get no gradient along a clamped axis.
         table: (hash_grid_layout(cfg).n_rows, F) float32, the stacked level tables.
         cfg: grid shape.
-        backend: "auto", "cpu" (compiled kernel), or "torch" (reference). "cuda"
-            needs tiny-cuda-nn's own parameters: use ``HashGrid(cfg, backend="cuda")``.
+        backend: "auto", "cpu" (compiled kernel, CPU tensors), "cuda" (CUDA tensors)
+            or "torch" (reference, any device). All share one table layout.
 
     Returns:
         (N, L*F) float32, level-major. Differentiable w.r.t. x and table
@@ -182,31 +184,21 @@ def hash_grid_encode(x: torch.Tensor, table: torch.Tensor, cfg: HashGridConfig,
     """
     if backend not in BACKENDS:
         raise UserError(f"unknown hash grid backend {backend!r}", f"use one of {BACKENDS}")
-    if backend == "cuda":
-        raise UserError("the tiny-cuda-nn hash grid keeps its own parameters, not a given table",
-                        'use HashGrid(cfg, backend="cuda"), or backend="torch" on CUDA tensors')
     layout = hash_grid_layout(cfg)
     _check_shapes(x, table, cfg, layout)
+    on_cpu = x.device.type == "cpu" and table.device.type == "cpu"
     if backend == "auto":
-        backend = "cpu" if x.device.type == "cpu" and table.device.type == "cpu" else "torch"
-    if backend == "torch":
+        backend = "cpu" if on_cpu else "torch"
+    if backend == "cuda" and (x.device.type != "cuda" or table.device.type != "cuda"):
+        raise UserError(f"the cuda hash-grid backend needs CUDA tensors, got points on {x.device} "
+                        f"and the table on {table.device}",
+                        'move both with .cuda() (HashGrid(...).cuda()), or use backend="cpu" or "auto"')
+    if backend == "cpu" and not on_cpu:
+        raise UserError("the cpu hash-grid backend needs CPU tensors",
+                        'move them with .cpu(), or use backend="auto"')
+    if backend in ("torch", "cuda"):
         return hash_grid_encode_reference(x, table, layout)
     return _HashGridFunction.apply(x.float().contiguous(), table, *layout.as_tensors())
-
-
-def _tcnn_encoding(cfg: HashGridConfig) -> torch.nn.Module:
-    """tiny-cuda-nn's HashGrid with the same shape (its own parameters and grid alignment)."""
-    try:
-        import tinycudann as tcnn
-    except ImportError as err:
-        raise UserError("the cuda hash-grid backend needs tiny-cuda-nn, which is not installed",
-                        "build it from github.com/NVlabs/tiny-cuda-nn on a CUDA machine, "
-                        'or use backend="cpu"') from err
-    return tcnn.Encoding(n_input_dims=3, encoding_config={
-        "otype": "HashGrid", "n_levels": cfg.n_levels,
-        "n_features_per_level": cfg.n_features_per_level,
-        "log2_hashmap_size": cfg.log2_hashmap_size, "base_resolution": cfg.base_resolution,
-        "per_level_scale": cfg.level_scale()})
 
 
 class HashGrid(torch.nn.Module):
@@ -214,7 +206,9 @@ class HashGrid(torch.nn.Module):
 
     ``forward(x)``: x (N, 3) float32 in [0, 1] (outside is clamped) -> (N, L*F) float32.
     The table parameter is (layout.n_rows, F) float32, uniform in +-1e-4 as in
-    Instant-NGP (None with backend "cuda", whose parameters live in ``self.tcnn``).
+    Instant-NGP, in the same layout for every backend: a grid trained on the CPU
+    loads into a ``backend="cuda"`` grid with ``load_state_dict`` and encodes the
+    same (and the reverse).
     """
 
     def __init__(self, cfg: HashGridConfig | None = None, backend: str = "auto"):
@@ -224,13 +218,8 @@ class HashGrid(torch.nn.Module):
         self.cfg = cfg or HashGridConfig()
         self.backend = backend
         self.layout = hash_grid_layout(self.cfg)
-        # tiny-cuda-nn keeps its own parameters (its layout and grid alignment differ).
-        self.tcnn = _tcnn_encoding(self.cfg) if backend == "cuda" else None
-        if self.tcnn is None:
-            table = torch.empty(self.layout.n_rows, self.cfg.n_features_per_level)
-            self.table = torch.nn.Parameter(table.uniform_(-TABLE_INIT_RANGE, TABLE_INIT_RANGE))
-        else:
-            self.register_parameter("table", None)
+        table = torch.empty(self.layout.n_rows, self.cfg.n_features_per_level)
+        self.table = torch.nn.Parameter(table.uniform_(-TABLE_INIT_RANGE, TABLE_INIT_RANGE))
 
     @property
     def output_dim(self) -> int:
@@ -238,8 +227,6 @@ class HashGrid(torch.nn.Module):
         return self.cfg.output_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.tcnn is not None:
-            return self.tcnn(x.clamp(0.0, 1.0)).float()
         return hash_grid_encode(x, self.table, self.cfg, self.backend)
 
     def extra_repr(self) -> str:
