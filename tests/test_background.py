@@ -7,11 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import read_frames
-
-from preprocess.background import BackgroundConfig, estimate_background, fill_holes, masked_median, sample_indices
+from preprocess.background import estimate_background, fill_holes, masked_median, sample_indices
+from preprocess.config import BackgroundConfig
 from preprocess.segmentation import LABEL_BACKGROUND, Segmenter
-
 
 
 def test_masked_median_matches_numpy():
@@ -51,9 +49,10 @@ def test_sample_indices_spread_over_the_clip():
 
 
 @pytest.fixture(scope="module")
-def clip():
-    """(frames, labels) of every 4th frame of may_5s.mp4, labels from real selfie segmentation."""
-    frames = read_frames("videos", "may_5s.mp4", step=4)
+def clip(may_frames):
+    """(frames, labels) of every 4th frame of may_5s.mp4 (session fixture ``may_frames``),
+    labels from real selfie segmentation."""
+    frames = may_frames[::4]
     with Segmenter() as seg:
         labels = [seg(f, None) for f in frames]
     return frames, labels

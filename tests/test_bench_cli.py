@@ -12,8 +12,7 @@ import math
 
 import pytest
 
-from tests.conftest import data_file
-from tests.test_cli import run
+from tests.conftest import data_file, run_avatar
 
 RASTER_KEYS = ("gaussians", "width", "height", "threads", "fwd_ms", "fwdbwd_ms",
                "torch_ref_fwdbwd_ms", "speedup_vs_torch", "hashgrid_fwdbwd_ms")
@@ -22,7 +21,7 @@ PREPROCESS_KEYS = ("frames", "wall_s", "stage_s", "peak_rss_gib", "tracked_fract
 
 
 def test_bench_raster_json_reports_every_number():
-    r = run("bench", "raster", "--json", "--gaussians", "3000", "--size", "96", "--repeats", "2")
+    r = run_avatar("bench", "raster", "--json", "--gaussians", "3000", "--size", "96", "--repeats", "2")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     for key in RASTER_KEYS:
@@ -30,16 +29,24 @@ def test_bench_raster_json_reports_every_number():
     assert (result["gaussians"], result["width"], result["height"]) == (3000, 96, 96)
     for key in ("fwd_ms", "fwdbwd_ms", "torch_ref_fwdbwd_ms", "hashgrid_fwdbwd_ms"):
         assert math.isfinite(result[key]) and result[key] > 0, key
-    assert result["fwdbwd_ms"] >= result["fwd_ms"] * 0.5
+    # Consistent numbers, not speed (that is docs/benchmarks.md's business): the reported
+    # speed-up is the ratio of the two (rounded) times it is made from, the thread count
+    # is the one torch used, and the head scene covers part of the image.
+    ref, fwdbwd = result["torch_ref_fwdbwd_ms"], result["fwdbwd_ms"]
+    lo, hi = (ref - 0.05) / (fwdbwd + 0.005) - 0.05, (ref + 0.05) / max(fwdbwd - 0.005, 1e-9) + 0.05
+    assert lo <= result["speedup_vs_torch"] <= hi
+    assert result["threads"] == result["torch_threads"] >= 1
+    assert 0 < result["coverage"] < 1 and result["tile_list_depth"] >= 1
+    assert "torch reference" in result["torch_ref_note"]
     # The compiled kernel beats the dense PyTorch reference even on a tiny scene.
     assert result["speedup_vs_torch"] > 1
 
 
 @pytest.mark.slow
-def test_bench_preprocess_json_reports_quality_and_memory(tmp_path):
-    video = data_file("videos", "may_5s.mp4")
-    r = run("bench", "preprocess", str(video), "--json", "--config", "fast",
-            "--out", str(tmp_path / "subject"))
+def test_bench_preprocess_json_reports_quality_and_memory(tmp_path, may_video):
+    # The installed script in a process of its own: peak_rss_gib is the whole process's peak.
+    r = run_avatar("bench", "preprocess", may_video, "--json", "--config", "fast",
+                   "--out", tmp_path / "subject", console_script=True)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     for key in PREPROCESS_KEYS:
@@ -60,7 +67,7 @@ def test_bench_robustness_reports_successes_and_rejections(tmp_path):
     folder.mkdir()
     for name in ("styletalk_feifeili_clip3.mp4", "styletalk_feifeili_clip3.wav", "retalking_5.mp4"):
         (folder / name).symlink_to(data_file("multispeaker", name))
-    r = run("bench", "robustness", str(folder), "--json", "--config", "fast")
+    r = run_avatar("bench", "robustness", folder, "--json", "--config", "fast")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     clips = {c["video"]: c for c in result["clips"]}
@@ -76,6 +83,6 @@ def test_bench_robustness_reports_successes_and_rejections(tmp_path):
 
 
 def test_bench_robustness_on_a_folder_without_videos_says_so(tmp_path):
-    r = run("bench", "robustness", str(tmp_path))
+    r = run_avatar("bench", "robustness", tmp_path)
     assert r.returncode != 0
     assert "no videos in" in r.stderr and "fix:" in r.stderr

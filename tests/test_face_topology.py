@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import collections
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from preprocess import face_topology as topo
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _directed_edges(tris: np.ndarray) -> collections.Counter:
@@ -95,19 +92,11 @@ def test_cap_closes_a_loop_with_matching_orientation():
 
 
 @pytest.fixture(scope="module")
-def frontal_face() -> np.ndarray:
-    """(478, 3) MediaPipe landmarks of a frontal real face: x, y pixels (y down), z toward the back of the head."""
-    video = DATA / "videos" / "may_5s.mp4"
-    if not video.exists():
-        pytest.skip(f"test data not found at {video} (the shared data folder is absent on this machine)")
-    import imageio.v2 as imageio
-    import mediapipe as mp
-    frame = imageio.get_reader(video).get_data(0)
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True) as mesh:
-        found = mesh.process(frame).multi_face_landmarks
-    assert found, "MediaPipe found no face in the first frame of may_5s.mp4"
-    h, w = frame.shape[:2]
-    return np.array([(p.x * w, p.y * h, p.z * w) for p in found[0].landmark], np.float32)
+def frontal_face(may_landmarks) -> np.ndarray:
+    """(478, 3) MediaPipe landmarks of a frontal real face, the first frame of may_5s.mp4
+    (session fixture ``may_landmarks``): x, y pixels (y down), z toward the back of the head."""
+    assert may_landmarks.valid[0], "MediaPipe found no face in the first frame of may_5s.mp4"
+    return may_landmarks.points[0]
 
 
 def test_front_faces_point_toward_the_camera(frontal_face):

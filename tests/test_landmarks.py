@@ -1,39 +1,18 @@
-"""MediaPipe FaceMesh landmarks on real video (preprocess/landmarks.py)."""
+"""MediaPipe FaceMesh landmarks on real video (preprocess/landmarks.py).
+
+``may_frames`` and ``may_landmarks`` (``detect_landmarks`` on them with the default
+LandmarkConfig) are session fixtures of tests/conftest.py, shared with the tracking,
+segmentation and face-topology tests.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
-import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from preprocess.landmarks import N_LANDMARKS, LandmarkConfig, detect_landmarks, distinct_faces
-from tests.conftest import data_file
-
-
-def video_frames(path: Path, limit: int | None = None) -> list[np.ndarray]:
-    """Decode a video to (H, W, 3) uint8 RGB frames with imageio-ffmpeg's bundled ffmpeg."""
-    reader = imageio_ffmpeg.read_frames(str(path))
-    width, height = next(reader)["size"]
-    frames = []
-    for raw in reader:
-        frames.append(np.frombuffer(raw, np.uint8).reshape(height, width, 3))
-        if limit is not None and len(frames) == limit:
-            reader.close()
-            break
-    return frames
-
-
-@pytest.fixture(scope="module")
-def may_frames() -> list[np.ndarray]:
-    return video_frames(data_file("videos", "may_5s.mp4"))
-
-
-@pytest.fixture(scope="module")
-def may_landmarks(may_frames):
-    return detect_landmarks(may_frames, len(may_frames), LandmarkConfig())
+from preprocess.landmarks import N_LANDMARKS, detect_landmarks, distinct_faces
+from tests.conftest import data_file, video_frames
 
 
 def test_may_has_478_points_on_almost_every_frame_inside_the_image(may_frames, may_landmarks):

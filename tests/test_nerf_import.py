@@ -17,10 +17,10 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from avatar.errors import UserError
+from avatar.core.errors import UserError
 from preprocess.nerf_import import pack_frames, read_nerf_folder
-from tests.conftest import data_file
-from tests.test_preprocess_e2e import avatar
+from preprocess.subject import Subject
+from tests.conftest import run_avatar
 
 pytestmark = pytest.mark.slow
 
@@ -39,29 +39,31 @@ def make_dataset(root: Path, video: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("nerf") / "may", data_file("videos", "may_5s.mp4"))
+def dataset(tmp_path_factory, may_video) -> Path:
+    """Read-only by convention: tests that change it take a copy."""
+    return make_dataset(tmp_path_factory.mktemp("nerf") / "may", may_video)
 
 
 @pytest.fixture(scope="module")
 def imported(dataset, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The dataset preprocessed (fast preset); read-only by convention."""
     out = tmp_path_factory.mktemp("nerf_subject") / "subject"
-    r = avatar("preprocess", dataset, "--out", out, "--config", "fast")
+    r = run_avatar("preprocess", dataset, "--out", out, "--config", "fast")
     assert r.returncode == 0, r.stderr
     return out, r
 
 
 def test_dataset_folder_preprocesses_like_a_video(dataset, imported):
     out, _ = imported
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = Subject(out).manifest
     n_images = len(list((dataset / "ori_imgs").glob("*.jpg")))
-    assert manifest["frames"] == n_images == 125
-    assert manifest["has_audio"] and manifest["audio_sample_rate"] == 16000
-    assert manifest["tracked_fraction"] >= 0.99
-    assert manifest["reprojection_px"] < 1.5
-    assert manifest["imported_from"]["folder"] == str(dataset.resolve())
-    assert manifest["imported_from"]["their_focal_px"] == 1200.0
-    r = avatar("inspect", out)
+    assert manifest.frames == n_images == 125
+    assert manifest.has_audio and manifest.audio_sample_rate == 16000
+    assert manifest.tracked_fraction >= 0.99
+    assert manifest.reprojection_px < 1.5
+    assert manifest.imported_from["folder"] == str(dataset.resolve())
+    assert manifest.imported_from["their_focal_px"] == 1200.0
+    r = run_avatar("inspect", out)
     assert "imported from" in r.stdout and str(dataset.resolve()) in r.stdout
 
 
@@ -76,9 +78,9 @@ def test_frames_are_packed_without_re_encoding(dataset, imported):
     assert np.abs(last.astype(int) - imageio.imread(dataset / "ori_imgs" / "124.jpg")).mean() < 1.0
 
 
-def test_rerun_reuses_every_stage(dataset, imported):
-    out, _ = imported
-    r = avatar("preprocess", dataset, "--out", out, "--config", "fast")
+def test_rerun_reuses_every_stage(dataset, imported, tmp_path):
+    out = Path(shutil.copytree(imported[0], tmp_path / "subject"))  # a copy: the re-run may write
+    r = run_avatar("preprocess", dataset, "--out", out, "--config", "fast")
     assert r.returncode == 0, r.stderr
     assert "running" not in r.stderr and r.stderr.count("cached") >= 6
 
@@ -87,7 +89,7 @@ def test_folder_without_frames_is_refused_and_leaves_nothing(tmp_path):
     (tmp_path / "not_a_dataset").mkdir()
     (tmp_path / "not_a_dataset" / "notes.txt").write_text("hello")
     out = tmp_path / "subject"
-    r = avatar("preprocess", tmp_path / "not_a_dataset", "--out", out)
+    r = run_avatar("preprocess", tmp_path / "not_a_dataset", "--out", out)
     assert r.returncode != 0
     assert "ori_imgs" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import imageio_ffmpeg
 import pytest
 
-from tests.conftest import data_file
+from preprocess.subject import Subject
+from tests.conftest import data_file, run_avatar
 
-AVATAR = Path(sys.executable).with_name("avatar")
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def avatar(*args) -> subprocess.CompletedProcess:
-    exe = [str(AVATAR)] if AVATAR.exists() else [sys.executable, "-m", "avatar.cli.main"]
-    return subprocess.run(exe + [str(a) for a in args], capture_output=True, text=True, timeout=600)
 
 
 def ffmpeg(*args) -> None:
@@ -37,7 +31,7 @@ def test_too_short(tmp_path):
     clip = tmp_path / "short.mp4"
     ffmpeg("-i", data_file("videos", "may_5s.mp4"), "-t", "2", "-c:v", "libx264", "-c:a", "aac", clip)
     out = tmp_path / "s"
-    assert_clean_failure(avatar("preprocess", clip, "--out", out), out, "too short")
+    assert_clean_failure(run_avatar("preprocess", clip, "--out", out), out, "too short")
     assert not out.exists()
 
 
@@ -46,7 +40,7 @@ def test_truncated_file(tmp_path):
     clip = tmp_path / "cut.mp4"
     clip.write_bytes(src[: len(src) // 3])
     out = tmp_path / "s"
-    assert_clean_failure(avatar("preprocess", clip, "--out", out), out)
+    assert_clean_failure(run_avatar("preprocess", clip, "--out", out), out)
     assert not out.exists()
 
 
@@ -54,14 +48,14 @@ def test_no_face(tmp_path):
     clip = tmp_path / "noface.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "6", "-pix_fmt", "yuv420p", clip)
     out = tmp_path / "s"
-    assert_clean_failure(avatar("preprocess", clip, "--out", out), out, "face")
+    assert_clean_failure(run_avatar("preprocess", clip, "--out", out), out, "face")
 
 
 def test_extreme_resolution(tmp_path):
     clip = tmp_path / "tiny.mp4"
     ffmpeg("-f", "lavfi", "-i", "color=c=gray:size=48x48:rate=25", "-t", "6", "-pix_fmt", "yuv420p", clip)
     out = tmp_path / "s"
-    assert_clean_failure(avatar("preprocess", clip, "--out", out), out, "48")
+    assert_clean_failure(run_avatar("preprocess", clip, "--out", out), out, "48")
     assert not out.exists()
 
 
@@ -74,25 +68,29 @@ def test_several_faces(tmp_path):
            "[a][b]hstack=inputs=2[v]", "-map", "[v]", "-map", "0:a", "-t", "5.2",
            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", clip)
     out = tmp_path / "s"
-    r = avatar("preprocess", clip, "--out", out, "--config", "fast")
+    r = run_avatar("preprocess", clip, "--out", out, "--config", "fast")
     assert_clean_failure(r, out, "more than one face")
 
 
 @pytest.mark.slow
 def test_video_without_audio_track_works_with_a_warning(tmp_path):
     """A 256x256 30 fps crop whose mp4 has no sound: fitted anyway, audio stages say so;
-    with --audio the wav beside it is used."""
+    with --audio the wav beside it is used. (The first 6 s of the 20 s clip: the length
+    plays no part here.)"""
     video = data_file("multispeaker", "styletalk_Obama_clip1.mp4")
+    first_6s = ("--set", "preprocess.decode.max_duration_s=6")
     out = tmp_path / "silent"
-    r = avatar("preprocess", video, "--out", out, "--config", "fast")
+    r = run_avatar("preprocess", video, "--out", out, "--config", "fast", *first_6s)
     assert r.returncode == 0, r.stderr
     assert "no audio" in r.stderr
     assert (out / "manifest.json").exists() and not (out / "audio_features.npz").exists()
-    r = avatar("inspect", out, "--json")
+    r = run_avatar("inspect", out, "--json")
     assert '"has_audio": false' in r.stdout
 
     out2 = tmp_path / "with_wav"
-    r = avatar("preprocess", video, "--out", out2, "--config", "fast",
-               "--audio", video.with_suffix(".wav"))
+    r = run_avatar("preprocess", video, "--out", out2, "--config", "fast", *first_6s,
+                   "--audio", video.with_suffix(".wav"))
     assert r.returncode == 0, r.stderr
     assert (out2 / "audio_features.npz").exists()
+    s = Subject(out2)
+    assert s.audio_features.mel.shape[0] == s.n_frames == pytest.approx(6 * 25, abs=1)

@@ -3,19 +3,13 @@ small face, 29.97 and 30 fps (multispeaker clips, a few seconds of each)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from preprocess.subject import Subject
-from tests.conftest import data_file
+from tests.conftest import data_file, run_avatar
 
 pytestmark = pytest.mark.slow
-
-AVATAR = Path(sys.executable).with_name("avatar")
 
 CLIPS = [
     # file, seconds used, extra settings
@@ -31,27 +25,27 @@ def test_odd_videos_preprocess_cleanly(tmp_path, name, seconds, extra):
     video = data_file("multispeaker", name)
     out = tmp_path / "subject"
     sets = [f"preprocess.decode.max_duration_s={seconds}", *extra]
-    args = [str(AVATAR), "preprocess", str(video), "--out", str(out), "--config", "fast"]
+    args = ["preprocess", video, "--out", out, "--config", "fast"]
     for s in sets:
         args += ["--set", s]
-    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    r = run_avatar(*args)
     assert r.returncode == 0, r.stderr
     s = Subject(out)
     m = s.manifest
-    src = m["source_info"]
+    src = m.source_info
     used = min(seconds, src["duration_s"])
-    assert m["frames"] == pytest.approx(used * 25, abs=1)
-    assert m["width"] == m["height"] == 256
-    assert m["tracked_fraction"] >= 0.95
-    assert m["reprojection_px"] < 1.5
-    assert m["pose_jitter_deg"] < m["pnp_pose_jitter_deg"]
-    crop = m["crop"]
+    assert m.frames == pytest.approx(used * 25, abs=1)
+    assert m.width == m.height == 256
+    assert m.tracked_fraction >= 0.95
+    assert m.reprojection_px < 1.5
+    assert m.pose_jitter_deg < m.pnp_pose_jitter_deg
+    crop = m.crop
     assert 0 <= crop["x0"] and crop["x0"] + crop["side"] <= src["width"]
     assert 0 <= crop["y0"] and crop["y0"] + crop["side"] <= src["height"]
     if src["width"] != src["height"]:
         assert crop["side"] < max(src["width"], src["height"])
     # the face is in the middle part of the working frame, not cut off at an edge
-    lm = s.landmarks["points"][s.landmarks["valid"], :, :2]
+    lm = s.landmarks.points[s.landmarks.valid, :, :2]
     centre = np.nanmedian(lm.reshape(-1, 2), axis=0)
     assert (0.25 * 256 < centre).all() and (centre < 0.75 * 256).all()
-    assert s.audio_features is not None and s.audio_features["mel"].shape[0] == m["frames"]
+    assert s.audio_features is not None and s.audio_features.mel.shape[0] == m.frames

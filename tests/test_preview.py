@@ -7,9 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import read_frames
-
-from avatar.camera import intrinsics
+from avatar.core.camera import intrinsics
 from preprocess.preview import write_preview
 
 N_FRAMES = 12
@@ -17,9 +15,10 @@ SIZE = 512
 
 
 @pytest.fixture(scope="module")
-def clip():
-    """Frames, labels and plausible per-frame annotations for the first frames of may_5s.mp4."""
-    frames = read_frames("videos", "may_5s.mp4", limit=N_FRAMES)
+def clip(may_frames):
+    """Frames, labels and plausible per-frame annotations for the first frames of may_5s.mp4
+    (session fixture ``may_frames``)."""
+    frames = may_frames[:N_FRAMES]
     labels = np.zeros((SIZE, SIZE), np.uint8)
     labels[300:, :] = 2  # a band of "torso" to check that the overlay is drawn
     rng = np.random.default_rng(0)

@@ -1,52 +1,30 @@
-"""Label maps on real frames with real MediaPipe landmarks and selfie segmentation."""
+"""Label maps on real frames with real MediaPipe landmarks and selfie segmentation.
+
+The frames and landmarks are the session fixtures ``may_frames`` / ``may_landmarks``
+(tests/conftest.py), a few frames spread over may_5s.mp4.
+"""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from preprocess import face_topology as topo
+from preprocess.config import SegmentationConfig
 from preprocess.segmentation import (LABEL_BACKGROUND, LABEL_EYES, LABEL_HEAD, LABEL_MOUTH, LABEL_TORSO, LABELS,
-                                     SegmentationConfig, Segmenter)
+                                     Segmenter)
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FRAME_INDICES = (0, 30, 60, 90, 120)
 
 
-def read_frames(video: Path, indices) -> list[np.ndarray]:
-    """(H, W, 3) uint8 RGB frames at the given indices."""
-    import imageio.v2 as imageio
-    reader = imageio.get_reader(video)
-    try:
-        return [reader.get_data(i) for i in indices]
-    finally:
-        reader.close()
-
-
-def detect_landmarks(frames: list[np.ndarray]) -> list[np.ndarray]:
-    """(478, 2) float32 pixel landmarks of each frame from real MediaPipe FaceMesh (refine_landmarks)."""
-    import mediapipe as mp
-    out = []
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True) as mesh:
-        for frame in frames:
-            found = mesh.process(frame).multi_face_landmarks
-            assert found, "MediaPipe found no face in a may_5s.mp4 frame"
-            h, w = frame.shape[:2]
-            out.append(np.array([(p.x * w, p.y * h) for p in found[0].landmark], np.float32))
-    return out
-
-
 @pytest.fixture(scope="module")
-def clip():
-    """(frames, landmarks, labels) of a few frames spread over may_5s.mp4."""
-    video = DATA / "videos" / "may_5s.mp4"
-    if not video.exists():
-        pytest.skip(f"test data not found at {video} (the shared data folder is absent on this machine)")
-    frames = read_frames(video, FRAME_INDICES)
-    landmarks = detect_landmarks(frames)
+def clip(may_frames, may_landmarks):
+    """(frames, landmarks, labels) of a few frames spread over may_5s.mp4: (478, 2) float32
+    pixel landmarks from real MediaPipe FaceMesh (refine_landmarks), labels from them."""
+    frames = [may_frames[i] for i in FRAME_INDICES]
+    assert may_landmarks.valid[list(FRAME_INDICES)].all(), "MediaPipe found no face in a may_5s.mp4 frame"
+    landmarks = [may_landmarks.points[i, :, :2] for i in FRAME_INDICES]
     with Segmenter() as seg:
         labels = [seg(f, lm) for f, lm in zip(frames, landmarks)]
     return frames, landmarks, labels

@@ -14,7 +14,7 @@ import sys
 import traceback
 
 from avatar import __version__
-from avatar.errors import UserError
+from avatar.core.errors import UserError
 
 SUBCOMMANDS = ("preprocess", "inspect", "bench", "config")
 
@@ -44,10 +44,16 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
         os.environ["AVATAR_QUIET"] = "1"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, filter_native_log: bool = True) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    ``filter_native_log=False`` leaves file descriptor 2 alone (see
+    :mod:`avatar.cli.native_log`), for callers that run commands in their own
+    process, such as the tests.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.verbose:
+    if filter_native_log and not args.verbose:
         from avatar.cli.native_log import filter_native_stderr
         filter_native_stderr()
     setup_logging(args.quiet, args.verbose)
