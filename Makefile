@@ -54,6 +54,7 @@ bench: setup
 	$(BIN)/avatar bench raster
 	$(BIN)/avatar bench preprocess
 	$(BIN)/avatar bench robustness
+	$(BIN)/avatar bench startup
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_out

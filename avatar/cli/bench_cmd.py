@@ -1,4 +1,4 @@
-"""``avatar bench raster|preprocess|robustness``: the benchmarks behind docs/benchmarks.md."""
+"""``avatar bench raster|preprocess|robustness|startup``: the benchmarks behind docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -41,6 +41,13 @@ def add_parser(sub, common) -> None:
     rb.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_config_options(rb)
     rb.set_defaults(func=run_robustness)
+
+    st = which.add_parser("startup", parents=[common], help="start-up time of `avatar --help` and `avatar config`",
+                          description="Wall time of fresh `avatar --help` and `avatar config` processes "
+                                      "(median of --repeats); loading a config must import no heavy library.")
+    st.add_argument("--repeats", type=int, default=5, help="processes started per command (median)")
+    st.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    st.set_defaults(func=run_startup)
 
 
 def _print(result: dict, as_json: bool) -> None:
@@ -100,6 +107,25 @@ def run_robustness(args) -> int:
             detail = f"rejected: {clip['reason']}"
         print(f"{clip['video']:<40} {clip['wall_s']:6.1f} s  {detail}")
     _print(result["summary"], as_json=False)
+    return 0
+
+
+def run_startup(args) -> int:
+    import statistics
+    import subprocess
+    import time
+
+    result = {"machine": _machine()}
+    for name, argv in (("help", ["--help"]), ("config", ["config"])):
+        times = []
+        for _ in range(max(1, args.repeats)):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "avatar.cli.main", *argv], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            times.append(time.perf_counter() - t0)
+        result[f"{name}_s"] = round(statistics.median(times), 3)
+    result["repeats"] = max(1, args.repeats)
+    _print(result, args.json)
     return 0
 
 
