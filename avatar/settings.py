@@ -21,6 +21,10 @@ class AvatarConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     """Video -> subject folder (avatar preprocess)."""
 
+    RETIRED = {"render": "the render section is gone until the renderer has settings (avatar render, "
+                         "a later release); remove it from your YAML file"}
+    """Settings of earlier versions, with what became of them (the loader says so)."""
+
 
 def load_config(preset: str = "default", overrides: list[str] | None = None) -> AvatarConfig:
     """Preset name or YAML path, plus ``--set`` overrides -> validated AvatarConfig."""

@@ -28,11 +28,15 @@ def describe_outputs(root: Path, outputs: list[Path]) -> dict[str, dict]:
     return found
 
 
-def damaged_outputs(root: Path, recorded: dict[str, dict], limit: int = 3) -> list[str]:
+def damaged_outputs(root: Path, recorded: object, limit: int = 3) -> list[str]:
     """Problems of recorded outputs that are no longer as written, each naming the file (empty: whole).
 
     At most ``limit`` problems are listed per folder, then how many more there are.
+    ``recorded`` comes from a JSON file a user may have edited: any other shape
+    than :func:`describe_outputs` writes is itself reported as a problem.
     """
+    if not _well_formed(recorded):
+        return ["the stage's record of its outputs is damaged"]
     problems = []
     for rel, want in recorded.items():
         path = root / rel
@@ -50,6 +54,37 @@ def damaged_outputs(root: Path, recorded: dict[str, dict], limit: int = 3) -> li
         elif path.stat().st_size != want["size"]:
             problems.append(f"{rel} is damaged ({path.stat().st_size} bytes, {want['size']} were written)")
     return problems
+
+
+def output_snapshot(outputs: list[Path]) -> dict[str, tuple]:
+    """Identity of each output right now: (inode, mtime ns, size) of a file or folder; missing ones absent.
+
+    Taken before a stage runs and compared after it failed: equal means it
+    replaced nothing (every output is written to a new file and renamed, so a
+    replaced one has a new inode), and its old record still holds.
+    """
+    snap = {}
+    for path in outputs:
+        try:
+            st = Path(path).stat()
+        except FileNotFoundError:
+            continue
+        snap[str(path)] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    return snap
+
+
+def _well_formed(recorded: object) -> bool:
+    if not isinstance(recorded, dict):
+        return False
+    for want in recorded.values():
+        if not isinstance(want, dict):
+            return False
+        if "files" in want and not (isinstance(want["files"], dict)
+                                    and all(isinstance(v, int) for v in want["files"].values())):
+            return False
+        if "files" not in want and not isinstance(want.get("size"), int):
+            return False
+    return True
 
 
 def _file_sizes(folder: Path) -> dict[str, int]:

@@ -18,7 +18,10 @@ AUDIO_SAMPLE_RATE_HZ = 16000
 """Rate the audio features are computed at: the rate of the pocketsphinx en-US acoustic model."""
 
 Fraction = Annotated[float, Range(0.0, 1.0)]
-Pixels = Annotated[int, Range(0, 4096)]
+
+STAGE_NAMES = ("decode", "landmarks", "tracking", "segmentation", "background", "audio", "preview")
+"""The stages in the order they run (``preprocess/stages.py`` defines them and checks this list),
+named here so that ``avatar preprocess --help`` and ``--force`` need no stage code."""
 
 
 @dataclass
@@ -184,18 +187,31 @@ class AudioFeatureConfig:
     phone_floor: Annotated[float, Range(0.0, 1.0, hi_open=True)] = 0.01
     """Probability mass spread evenly over all phones (the recogniser is noisy; no phone is impossible)."""
 
+    RETIRED = {"fps": "audio features now follow preprocess.decode.fps; remove this line"}
+    """Settings of earlier versions, with what became of them (the loader says so)."""
+
+    def __post_init__(self):
+        if self.win_ms * AUDIO_SAMPLE_RATE_HZ / 1000 > self.n_fft:
+            raise ValueError(f"audio.win_ms={self.win_ms:g} is a window of "
+                             f"{self.win_ms * AUDIO_SAMPLE_RATE_HZ / 1000:g} samples, longer than "
+                             f"audio.n_fft={self.n_fft}: raise n_fft (e.g. 1024) or shorten the window")
+
     def rows_per_frame(self, fps: float) -> int:
         """High-rate rows per video frame at ``fps``; ValueError when they do not line up."""
-        r = self.hi_rate_hz / fps
-        hop = AUDIO_SAMPLE_RATE_HZ / self.hi_rate_hz
-        frame = AUDIO_SAMPLE_RATE_HZ / fps
-        if abs(r - round(r)) > 1e-6 or abs(hop - round(hop)) > 1e-6 or abs(frame - round(frame)) > 1e-6:
+        if not _lines_up(self.hi_rate_hz, fps):
+            working = [f for f in range(1, 121) if _lines_up(self.hi_rate_hz, f)]
             raise ValueError(
-                f"a frame rate of {fps:g} fps does not line up with the audio features at "
-                f"audio.hi_rate_hz={self.hi_rate_hz:g}: the high rate must be a whole multiple of the "
-                f"frame rate and both must divide {AUDIO_SAMPLE_RATE_HZ} Hz (with 100 Hz: decode.fps "
-                f"10, 20, 25, 50 or 100; 30 fps sources are resampled to 25 fps by default)")
-        return int(round(r))
+                f"preprocess.decode.fps={fps:g} cannot carry audio features: a frame must be a whole "
+                f"number of {AUDIO_SAMPLE_RATE_HZ} Hz samples and of audio.hi_rate_hz={self.hi_rate_hz:g} "
+                f"rows, so multiples of 3 fps (30, 60) never work; frame rates that do: "
+                f"{', '.join(map(str, working))}. Keep 25 (30 and 60 fps sources are resampled to it) or use 50")
+        return int(round(self.hi_rate_hz / fps))
+
+
+def _lines_up(hi_rate_hz: float, fps: float) -> bool:
+    """Whether frames at ``fps`` hold whole numbers of 16 kHz samples and of high-rate rows."""
+    whole = lambda x: abs(x - round(x)) < 1e-6  # noqa: E731
+    return whole(hi_rate_hz / fps) and whole(AUDIO_SAMPLE_RATE_HZ / hi_rate_hz) and whole(AUDIO_SAMPLE_RATE_HZ / fps)
 
 
 @dataclass

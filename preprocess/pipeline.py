@@ -28,14 +28,16 @@ import numpy as np
 from avatar.core import config as config_io
 from avatar.core.errors import UserError
 from avatar.core.files import write_json, write_text
-from preprocess.cache import damaged_outputs, describe_outputs
-from preprocess.config import PreprocessConfig
+from preprocess.cache import damaged_outputs, describe_outputs, output_snapshot
+from preprocess.config import STAGE_NAMES, PreprocessConfig
 from preprocess.nerf_import import pack_frames, read_nerf_folder
-from preprocess.stages import STAGE_NAMES, STAGES, Stage, StageContext
+from preprocess.stages import STAGES, Stage, StageContext
 from preprocess.subject import FORMAT_VERSION, SubjectPaths
 from preprocess.subject_data import Manifest, Split
 
 log = logging.getLogger("avatar.preprocess")
+
+NOT_DONE = "not done yet"
 
 
 def file_fingerprint(path: Path) -> str:
@@ -59,28 +61,31 @@ def _stage_key(stage: Stage, cfg: PreprocessConfig, dep_runs: dict[str, str], so
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _record(paths: SubjectPaths, name: str) -> dict | None:
-    """The stage's record, or None when it has none or it is unreadable (the stage then re-runs)."""
+def _record(paths: SubjectPaths, name: str) -> tuple[dict | None, str]:
+    """The stage's record, or None and why there is none usable (the stage then runs)."""
+    path = paths.stage_record(name)
     try:
-        rec = json.loads(paths.stage_record(name).read_text())
+        rec = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, NOT_DONE
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return rec if isinstance(rec, dict) else None
+        return None, f".stages/{name}.json is unreadable"
+    if not isinstance(rec, dict) or not isinstance(rec.get("run"), str):
+        return None, f".stages/{name}.json is damaged or from an earlier version"
+    return rec, ""
 
 
-def _why_rerun(stage: Stage, rec: dict | None, key: str, forced: bool, redone: set[str],
-               root: Path) -> str | None:
+def _why_rerun(stage: Stage, rec: dict | None, no_record: str, key: str, forced: bool,
+               redone: set[str], root: Path) -> str | None:
     """Why ``stage`` must run (a short phrase for the log), or None when its cached result holds."""
     if forced:
         return "forced"
     if rec is None:
-        return "not done yet"
+        return no_record
     if rec.get("key") != key:
         changed = [d for d in stage.deps if d in redone]
         return f"{changed[0]} was redone" if changed else "its settings, the input or an earlier stage changed"
-    if "outputs" not in rec:
-        return "its record predates output checks"
-    problems = damaged_outputs(root, rec["outputs"])
+    problems = damaged_outputs(root, rec.get("outputs"))
     return "; ".join(problems) if problems else None
 
 
@@ -143,6 +148,10 @@ def run_preprocess(video: Path, out: Path, cfg: PreprocessConfig, *, audio: Path
     source = video_fp + (file_fingerprint(audio) if audio else "")
     existed = _check_output_folder(paths, video_fp)
     _make_folder(paths)
+    write_json(paths.stages / "source.json", {  # first: it makes the folder ours, so an interrupted run resumes
+        "video": str(Path(dataset.root if dataset else video).resolve()), "fingerprint": video_fp,
+        "audio": str(Path(audio).resolve()) if audio else None,
+        "imported_from": dataset.describe() if dataset else None})
     if dataset is not None:
         try:
             video = pack_frames(dataset, paths.imported_frames)
@@ -151,10 +160,6 @@ def run_preprocess(video: Path, out: Path, cfg: PreprocessConfig, *, audio: Path
             if not existed:
                 shutil.rmtree(paths.root, ignore_errors=True)
             raise
-    write_json(paths.stages / "source.json", {
-        "video": str(Path(dataset.root if dataset else video).resolve()), "fingerprint": video_fp,
-        "audio": str(Path(audio).resolve()) if audio else None,
-        "imported_from": dataset.describe() if dataset else None})
 
     ctx = StageContext(paths=paths, cfg=cfg, video=video, audio=Path(audio) if audio else None)
     runs: dict[str, str] = {}
@@ -162,24 +167,25 @@ def run_preprocess(video: Path, out: Path, cfg: PreprocessConfig, *, audio: Path
     cached: set[str] = set()
     for i, stage in enumerate(STAGES):
         key = _stage_key(stage, cfg, runs, source)
-        rec = _record(paths, stage.name)
-        why = _why_rerun(stage, rec, key, stage.name in force or "all" in force, set(timings) - cached,
-                         paths.root)
+        rec, no_record = _record(paths, stage.name)
+        why = _why_rerun(stage, rec, no_record, key, stage.name in force or "all" in force,
+                         set(timings) - cached, paths.root)
         if why is None:
             log.info("%-12s cached", stage.name)
             cached.add(stage.name)
-            runs[stage.name] = str(rec.get("run", key))
+            runs[stage.name] = rec["run"]
             timings[stage.name] = float(rec.get("seconds", 0.0))
             continue
         record = paths.stage_record(stage.name)
         old_record = record.read_text() if rec is not None else None
+        before = output_snapshot(stage.outputs(paths))
         record.unlink(missing_ok=True)  # not done until it finishes again
-        log.info("%-12s running%s", stage.name, f" ({why})" if rec is not None else "")
+        log.info("%-12s running%s", stage.name, "" if why == NOT_DONE else f" ({why})")
         t0 = time.perf_counter()
         try:
             stage.run(ctx)
         except BaseException as e:
-            if old_record is not None and describe_outputs(paths.root, stage.outputs(paths)) == rec.get("outputs"):
+            if old_record is not None and output_snapshot(stage.outputs(paths)) == before:
                 write_text(record, old_record)  # it failed before replacing anything: the folder is as it was
             elif i == 0 and not existed and isinstance(e, UserError):
                 shutil.rmtree(paths.root, ignore_errors=True)  # the input was refused: leave nothing

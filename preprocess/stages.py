@@ -20,7 +20,7 @@ import soundfile as sf
 from avatar.core.errors import UserError
 from avatar.core.files import atomic_path, commit_dir, fresh_dir, read_image, write_image, write_json, write_npz
 from avatar.core.progress import progress
-from preprocess.config import PreprocessConfig
+from preprocess.config import STAGE_NAMES, PreprocessConfig
 from preprocess.subject import FRAME_PATTERN, LABEL_PATTERN, SubjectPaths
 from preprocess.subject_data import Landmarks, Tracking, load_npz
 
@@ -236,4 +236,5 @@ STAGES: tuple[Stage, ...] = (
     Stage("audio", run_audio, ("decode",), ("audio",), lambda p: [p.audio_features]),
     Stage("preview", run_preview, ("tracking", "segmentation"), (), lambda p: [p.preview]),
 )
-STAGE_NAMES = tuple(s.name for s in STAGES)
+if tuple(s.name for s in STAGES) != STAGE_NAMES:
+    raise RuntimeError("preprocess.config.STAGE_NAMES must list the STAGES in their order")

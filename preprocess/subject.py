@@ -142,7 +142,7 @@ class Subject:
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise UserError(f"{root} uses subject format {version}, this version reads {FORMAT_VERSION}",
-                            "re-run `avatar preprocess` to rebuild it")
+                            REBUILD.format(root=root))
         return Manifest.from_dict(data, where=str(path))
 
     def damage(self) -> list[str]:

@@ -251,7 +251,14 @@ class Manifest:
             raise UserError(f"{where} lacks {', '.join(missing)} (damaged, or made by another version)",
                             "re-run `avatar preprocess` on this folder to rebuild it")
         values = {n: d[n] for n in names}
-        values["split"] = Split.from_dict(d["split"])
+        try:
+            values["split"] = Split.from_dict(d["split"])
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{where} is damaged (its split is not a {{val_fraction, train, val}} mapping)",
+                            "re-run `avatar preprocess` on this folder to rebuild it") from None
+        if not isinstance(values["stage_runs"], dict):
+            raise UserError(f"{where} is damaged (stage_runs is not a mapping)",
+                            "re-run `avatar preprocess` on this folder to rebuild it")
         return cls(**values)
 
     def to_dict(self) -> dict:

@@ -13,7 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("avatar", "preprocess", "cuda_ext")
-HEAVY = ("torch", "cv2", "mediapipe", "librosa", "parselmouth", "scipy", "pocketsphinx", "imageio_ffmpeg", "av")
+HEAVY = ("torch", "cv2", "mediapipe", "librosa", "parselmouth", "scipy", "pocketsphinx", "imageio_ffmpeg", "av",
+         "numpy", "soundfile", "preprocess.stages")
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess:

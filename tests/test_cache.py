@@ -102,41 +102,36 @@ def test_a_corrupt_manifest_is_a_clear_error_and_a_rerun_rebuilds_it(may_subject
 def test_a_corrupt_stage_record_reruns_only_that_stage(may_subject_copy, caplog):
     (may_subject_copy / ".stages" / "background.json").write_text("\x00\x01 not json")
     lines = rerun(may_subject_copy, caplog)
-    assert lines["background"] == "running"  # no readable record: done again from scratch
+    assert lines["background"] == "running (.stages/background.json is unreadable)"
     assert all(v == "cached" for k, v in lines.items() if k != "background"), lines
 
 
-def test_force_redoes_the_stage_once_and_the_next_run_caches_it(may_subject_copy, caplog):
+def test_a_stage_redone_since_its_readers_ran_redoes_them(may_subject_copy, caplog):
+    """As after a run interrupted between segmentation and the stages that read it."""
+    rec_path = may_subject_copy / ".stages" / "segmentation.json"
+    rec_path.write_text(json.dumps({**json.loads(rec_path.read_text()), "run": "0123456789abcdef"}))
+    lines = rerun(may_subject_copy, caplog)
+    assert lines["segmentation"] == "cached"
+    assert lines["background"] == lines["preview"] == "running (its settings, the input or an earlier stage changed)"
+    assert all(lines[s] == "cached" for s in ("decode", "landmarks", "tracking", "audio")), lines
+    assert Subject(may_subject_copy).manifest.stage_runs["segmentation"] == "0123456789abcdef"
+
+
+def test_a_rerun_failing_after_a_redone_stage_leaves_an_unfinished_folder(may_subject_copy, caplog):
+    """Landmarks redo with new settings, then tracking refuses: the folder mixes two runs, so it is
+    not finished, but nothing the failing run did not redo is lost and the next good run completes it."""
     before = records(may_subject_copy)
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger=STAGE_LOG):
-        run_preprocess(data_file("videos", "may_5s.mp4"), may_subject_copy, load_config().preprocess,
-                       force=("background",))
+    with pytest.raises(UserError):
+        rerun(may_subject_copy, caplog, "preprocess.landmarks.duplicate_iou=0.6",
+              "preprocess.tracking.min_valid_frames=100000")
     after = records(may_subject_copy)
-    assert after["background"]["run"] != before["background"]["run"]
-    for untouched in ("decode", "landmarks", "tracking", "segmentation", "audio", "preview"):
-        assert after[untouched] == before[untouched], untouched
-    assert set(rerun(may_subject_copy, caplog).values()) == {"cached"}  # forced once, not forever
-
-
-def test_an_unwritable_out_folder_is_a_clear_error(tmp_path):
-    r = run_avatar("preprocess", str(data_file("videos", "may_5s.mp4")), "--out", "/proc/avatar-test/subject")
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "cannot write the subject folder" in r.stderr and "fix:" in r.stderr
-
-
-@pytest.mark.parametrize("setting, words", [
-    ("preprocess.decode.size=-5", ["preprocess.decode.size", "[64, 4096]"]),
-    ("preprocess.decode.size=0", ["preprocess.decode.size", "out of range"]),
-    ("preprocess.decode.fps=0", ["preprocess.decode.fps", "out of range"]),
-    ("preprocess.decode.fps=30", ["30 fps", "decode.fps", "25"]),
-    ("preprocess.jpeg_quality=101", ["preprocess.jpeg_quality", "[1, 100]"]),
-])
-def test_a_bad_number_is_refused_before_anything_is_written(tmp_path, setting, words):
-    out = tmp_path / "subject"
-    r = run_avatar("preprocess", str(data_file("videos", "may_5s.mp4")), "--out", str(out), "--set", setting)
-    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    assert r.stderr.startswith("error: config ") and "fix:" in r.stderr
-    for w in words:
-        assert w in r.stderr, r.stderr
-    assert not out.exists() and not list(tmp_path.iterdir())
+    assert after["landmarks"]["run"] != before["landmarks"]["run"]
+    for stage in ("decode", "tracking", "segmentation", "background", "audio", "preview"):
+        assert after[stage] == before[stage], stage  # tracking failed before writing: its record is back
+    assert (may_subject_copy / "manifest.json").exists()
+    with pytest.raises(UserError, match="landmarks was redone after manifest.json was written"):
+        Subject(may_subject_copy)
+    lines = rerun(may_subject_copy, caplog, "preprocess.landmarks.duplicate_iou=0.6")
+    assert lines["decode"] == lines["landmarks"] == "cached"
+    assert lines["tracking"].startswith("running") and lines["segmentation"].startswith("running")
+    assert Subject(may_subject_copy).n_frames == 125

@@ -46,6 +46,10 @@ def test_every_numeric_setting_has_a_range_that_holds_its_default():
     ("preprocess.tracking.damping=0", ["preprocess.tracking.damping", "> 0"]),
     ("preprocess.decode.max_duration_s=-1", ["preprocess.decode.max_duration_s", "> 0"]),
     ("preprocess.audio.f0_min_hz=600", ["f0_min_hz", "f0_max_hz"]),
+    ("preprocess.audio.win_ms=40", ["audio.win_ms=40", "640 samples", "audio.n_fft=512"]),
+    ("preprocess.decode.fps=60", ["preprocess.decode.fps=60", "multiples of 3 fps", "20, 25, 50"]),
+    ("preprocess.audio.fps=25", ["earlier version", "follow preprocess.decode.fps"]),
+    ("render.backend=cpu", ["'render'", "earlier version"]),
 ])
 def test_out_of_range_values_name_the_key_and_the_range(override, words):
     with pytest.raises(UserError) as e:

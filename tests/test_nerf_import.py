@@ -13,11 +13,11 @@ import subprocess
 from pathlib import Path
 
 import imageio.v2 as imageio
-import imageio_ffmpeg
 import numpy as np
 import pytest
 
 from avatar.core.errors import UserError
+from avatar.core.media import ffmpeg_command
 from preprocess.nerf_import import pack_frames, read_nerf_folder
 from preprocess.subject import Subject
 from tests.conftest import run_avatar
@@ -27,12 +27,10 @@ pytestmark = pytest.mark.slow
 
 def make_dataset(root: Path, video: Path) -> Path:
     """An ER-NeRF-style folder from ``video``: numbered JPEG frames, aud.wav, transforms."""
-    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     (root / "ori_imgs").mkdir(parents=True)
-    subprocess.run([ffmpeg, "-loglevel", "error", "-i", str(video), "-r", "25", "-start_number", "0",
-                    "-q:v", "2", str(root / "ori_imgs" / "%d.jpg")], check=True)
-    subprocess.run([ffmpeg, "-loglevel", "error", "-i", str(video), "-ar", "16000", "-ac", "1",
-                    str(root / "aud.wav")], check=True)
+    subprocess.run(ffmpeg_command(["-i", video, "-r", "25", "-start_number", "0", "-q:v", "2",
+                                   root / "ori_imgs" / "%d.jpg"]), check=True)
+    subprocess.run(ffmpeg_command(["-i", video, "-ar", "16000", "-ac", "1", root / "aud.wav"]), check=True)
     (root / "ori_imgs" / "0.lms").write_text("0 0\n")  # their landmark files sit beside the frames
     (root / "transforms_train.json").write_text(json.dumps({"focal_len": 1200.0, "frames": []}))
     return root

@@ -5,17 +5,16 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import imageio_ffmpeg
 import pytest
 
+from avatar.core.media import ffmpeg_command
 from preprocess.subject import Subject
 from tests.conftest import data_file, run_avatar
 
-FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def ffmpeg(*args) -> None:
-    subprocess.run([FFMPEG, "-y", "-loglevel", "error", *map(str, args)], check=True, timeout=120)
+    subprocess.run(ffmpeg_command(["-y", *args]), check=True, timeout=120)
 
 
 def assert_clean_failure(r: subprocess.CompletedProcess, out: Path, *words: str) -> None:

@@ -52,8 +52,9 @@ def test_subject_returns_typed_contents_with_documented_shapes(may_subject):
 def test_another_format_version_is_refused_with_a_fix(may_subject_copy):
     path = may_subject_copy / "manifest.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": FORMAT_VERSION - 1}))
-    with pytest.raises(UserError, match="re-run `avatar preprocess`"):
+    with pytest.raises(UserError, match=f"format {FORMAT_VERSION - 1}, this version reads {FORMAT_VERSION}") as e:
         Subject(may_subject_copy)
+    assert "re-run `avatar preprocess VIDEO --out" in e.value.fix
 
 
 def test_audio_features_follow_another_frame_rate(tmp_path):

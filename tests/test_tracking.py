@@ -11,12 +11,12 @@ from __future__ import annotations
 import subprocess
 
 import cv2
-import imageio_ffmpeg
 import numpy as np
 import pytest
 
 from avatar.core.camera import intrinsics, project
 from avatar.core.errors import UserError
+from avatar.core.media import ffmpeg_command
 from preprocess.config import TrackingConfig
 from preprocess.face_model import (LEFT_EYE_OUTER, NOSE_BRIDGE, RIGHT_EYE_OUTER, build_face_model,
                                    eye_openness, similarity_align)
@@ -44,8 +44,8 @@ def trump_tracking(trump_landmarks):
 def audio_level_db(name: str, n_frames: int, fps: int = 25, rate: int = 16000) -> np.ndarray:
     """(F,) per-video-frame loudness of the clip's sound track, dB full scale."""
     path = data_file("videos", CLIPS[name])
-    pcm = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "s16le",
-                          "-ac", "1", "-ar", str(rate), "-"], capture_output=True, check=True).stdout
+    pcm = subprocess.run(ffmpeg_command(["-i", path, "-f", "s16le", "-ac", "1", "-ar", str(rate), "-"]),
+                         capture_output=True, check=True).stdout
     audio = np.frombuffer(pcm, np.int16).astype(np.float32) / 32768
     hop = rate // fps
     audio = np.pad(audio, (0, max(0, n_frames * hop - len(audio))))[: n_frames * hop]

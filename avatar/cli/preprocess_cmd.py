@@ -8,7 +8,7 @@ from avatar.cli.options import add_config_options
 
 
 def add_parser(sub, common) -> None:
-    from preprocess.stages import STAGE_NAMES
+    from preprocess.config import STAGE_NAMES
 
     p = sub.add_parser(
         "preprocess", parents=[common], help="turn a video of one person talking into a subject folder",

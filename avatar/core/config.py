@@ -4,7 +4,8 @@ Every component declares its own ``@dataclass`` config next to its code, with a
 one-line docstring under each field (the string literal on the line after the
 field). This module turns YAML into those dataclasses and back:
 
-- unknown keys are errors that name the key and suggest the closest valid one,
+- unknown keys are errors that name the key and suggest the closest valid one
+  (a dataclass's ``RETIRED`` mapping says what became of a key it used to have),
 - values are checked against the field's type (int, float, bool, str,
   ``Literal[...]``, ``X | None``, tuples and lists of those),
 - numbers are checked against the field's :class:`Range`
@@ -192,6 +193,8 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     kwargs = {}
     for key, value in (data or {}).items():
         where = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields and key in getattr(cls, "RETIRED", {}):
+            raise UserError(f"config: {where!r} is a setting of an earlier version", cls.RETIRED[key])
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f"did you mean {(prefix + '.' if prefix else '') + close[0]}?" if close else \

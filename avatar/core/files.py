@@ -14,11 +14,12 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Iterator
 
 from avatar.core.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def temporary_sibling(path: Path) -> Path:
@@ -55,6 +56,8 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """Write an uncompressed .npz atomically."""
+    import numpy as np  # deferred, like OpenCV below: config loading writes text only
+
     with atomic_path(path) as tmp:
         np.savez(tmp, **arrays)
 
@@ -62,6 +65,7 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
 def write_image(path: str | os.PathLike, image: np.ndarray, jpeg_quality: int = 95) -> None:
     """Write an (H, W, 3) uint8 RGB or (H, W) uint8 image atomically; format from the suffix."""
     import cv2  # deferred: config loading must not import OpenCV
+    import numpy as np
 
     path = Path(path)
     bgr = image[..., ::-1] if image.ndim == 3 else image
@@ -74,6 +78,8 @@ def write_image(path: str | os.PathLike, image: np.ndarray, jpeg_quality: int = 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """All arrays of an .npz file, loaded (the file is closed again)."""
+    import numpy as np
+
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
 

@@ -42,12 +42,23 @@ def quat_to_rotmat(quats: Tensor, min_norm: float = 1e-12) -> Tensor:
 
 
 def rotmat_to_quat(R: Tensor) -> Tensor:
-    """(N, 3, 3) rotation matrices -> (N, 4) wxyz unit quaternions (w >= 0)."""
-    w = torch.sqrt(torch.clamp(1 + R[:, 0, 0] + R[:, 1, 1] + R[:, 2, 2], min=1e-12)) / 2
-    x = torch.sqrt(torch.clamp(1 + R[:, 0, 0] - R[:, 1, 1] - R[:, 2, 2], min=0)) / 2
-    y = torch.sqrt(torch.clamp(1 - R[:, 0, 0] + R[:, 1, 1] - R[:, 2, 2], min=0)) / 2
-    z = torch.sqrt(torch.clamp(1 - R[:, 0, 0] - R[:, 1, 1] + R[:, 2, 2], min=0)) / 2
-    x = torch.copysign(x, R[:, 2, 1] - R[:, 1, 2])
-    y = torch.copysign(y, R[:, 0, 2] - R[:, 2, 0])
-    z = torch.copysign(z, R[:, 1, 0] - R[:, 0, 1])
-    return torch.stack([w, x, y, z], dim=-1)
+    """(..., 3, 3) rotation matrices -> (..., 4) wxyz unit quaternions with w >= 0.
+
+    Shepperd's method: each matrix takes the candidate built from its largest
+    of (trace, R00, R11, R22), so rotations near 180 degrees (where w -> 0 and the
+    signs of x, y, z cannot be read off the antisymmetric part) come out right.
+    """
+    m00, m01, m02 = R[..., 0, 0], R[..., 0, 1], R[..., 0, 2]
+    m10, m11, m12 = R[..., 1, 0], R[..., 1, 1], R[..., 1, 2]
+    m20, m21, m22 = R[..., 2, 0], R[..., 2, 1], R[..., 2, 2]
+    trace = m00 + m11 + m22
+    candidates = torch.stack([  # (..., 4 candidates, 4 components), each times 4 * its pivot component
+        torch.stack([1 + trace, m21 - m12, m02 - m20, m10 - m01], -1),
+        torch.stack([m21 - m12, 1 + m00 - m11 - m22, m01 + m10, m02 + m20], -1),
+        torch.stack([m02 - m20, m01 + m10, 1 - m00 + m11 - m22, m12 + m21], -1),
+        torch.stack([m10 - m01, m02 + m20, m12 + m21, 1 - m00 - m11 + m22], -1),
+    ], -2)
+    best = torch.stack([trace, m00, m11, m22], -1).argmax(-1)
+    q = torch.gather(candidates, -2, best[..., None, None].expand(*best.shape, 1, 4))[..., 0, :]
+    q = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return torch.where(q[..., :1] < 0, -q, q)
