@@ -94,15 +94,17 @@ def bind_to_mesh(local_means: Tensor, local_quats: Tensor, local_log_scales: Ten
     return WorldGaussians(means=means, quats=quats, scales=scales)
 
 
+def to_triangle_local(points: Tensor, parent: Tensor, frames: TriangleFrames) -> Tensor:
+    """(N, 3) points in the mesh's frame -> (N, 3) local means relative to their ``parent`` triangles
+    of one mesh (the inverse of the ``means`` part of :func:`bind_to_mesh`)."""
+    rot = frames.rotations[parent]
+    return (rot.transpose(-1, -2) @ (points - frames.centroids[parent])[..., None])[..., 0] / frames.sizes[parent, None]
+
+
 def unbind_from_mesh(means: Tensor, quats: Tensor, scales: Tensor, parent: Tensor,
                      frames: TriangleFrames) -> tuple[Tensor, Tensor, Tensor]:
     """Inverse of :func:`bind_to_mesh` for one mesh: world (N, 3) means, (N, 4) quats, (N, 3) scales
-    -> local means, local quats, local log-scales relative to the ``parent`` triangles.
-
-    Used to initialise bound Gaussians from points placed in the head frame.
-    """
-    rot = frames.rotations[parent]
-    size = frames.sizes[parent, None]
-    local_means = (rot.transpose(-1, -2) @ (means - frames.centroids[parent])[..., None])[..., 0] / size
-    local_rot = rot.transpose(-1, -2) @ quat_to_rotmat(quats)
-    return local_means, rotmat_to_quat(local_rot), torch.log(scales / size)
+    -> local means, local quats, local log-scales relative to the ``parent`` triangles."""
+    local_rot = frames.rotations[parent].transpose(-1, -2) @ quat_to_rotmat(quats)
+    return (to_triangle_local(means, parent, frames), rotmat_to_quat(local_rot),
+            torch.log(scales / frames.sizes[parent, None]))
