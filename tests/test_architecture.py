@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("avatar", "preprocess", "cuda_ext")
 HEAVY = ("torch", "cv2", "mediapipe", "librosa", "parselmouth", "scipy", "pocketsphinx", "imageio_ffmpeg", "av",
-         "numpy", "soundfile", "preprocess.stages")
+         "numpy", "soundfile", "preprocess.stages", "dlib")
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
