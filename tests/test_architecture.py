@@ -65,6 +65,8 @@ def test_loading_a_config_and_the_parser_import_no_heavy_library():
     code = ("import sys\n"
             "from avatar.cli.main import build_parser\n"
             "from avatar.settings import load_config\n"
+            "from avatar.render.config import HashGridConfig\n"
+            "from avatar.fit.config import FitConfig\n"
             "build_parser(); load_config('fast', ['preprocess.decode.size=320'])\n"
             f"print([m for m in {HEAVY!r} if m in sys.modules])\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)

@@ -34,59 +34,14 @@ from dataclasses import dataclass
 import torch
 
 from avatar.core.errors import UserError
+from .config import FEATURE_WIDTHS, HashGridConfig  # noqa: F401  (HashGridConfig re-exported)
 from .hashgrid_reference import hash_grid_encode_reference
 
 BACKENDS = ("auto", "cpu", "torch", "cuda")
-FEATURE_WIDTHS = (1, 2, 4, 8)  # what the compiled kernel is specialised for
 TABLE_INIT_RANGE = 1e-4  # Instant-NGP initialises the table uniformly in +-1e-4
 MAX_RESOLUTION = 2 ** 19  # cells per axis the kernel indexes exactly (float32 positions)
 
 
-@dataclass
-class HashGridConfig:
-    """Shape of the multi-resolution hash grid."""
-
-    n_levels: int = 16
-    """Number of grid resolutions L, coarse to fine."""
-    n_features_per_level: int = 2
-    """Features F stored per vertex; 1, 2, 4 or 8."""
-    log2_hashmap_size: int = 19
-    """T: a level stores at most 2^T rows; finer levels share them through the hash."""
-    base_resolution: int = 16
-    """Cells per axis of the coarsest level."""
-    max_resolution: int = 2048
-    """Cells per axis of the finest level; sets per_level_scale when that is None."""
-    per_level_scale: float | None = None
-    """Resolution growth b per level; None derives (max/base)^(1/(L-1)) as Instant-NGP does."""
-
-    def __post_init__(self) -> None:
-        if self.n_levels < 1:
-            raise UserError(f"hash grid n_levels is {self.n_levels}", "use 1 or more levels")
-        if self.n_features_per_level not in FEATURE_WIDTHS:
-            raise UserError(f"hash grid n_features_per_level is {self.n_features_per_level}",
-                            f"use one of {FEATURE_WIDTHS}")
-        if not 4 <= self.log2_hashmap_size <= 30:
-            raise UserError(f"hash grid log2_hashmap_size is {self.log2_hashmap_size}",
-                            "use a value between 4 and 30 (19 is the usual choice)")
-        if self.base_resolution < 1 or self.max_resolution < self.base_resolution:
-            raise UserError(f"hash grid resolutions {self.base_resolution}..{self.max_resolution}",
-                            "use 1 <= base_resolution <= max_resolution")
-        if self.per_level_scale is not None and self.per_level_scale < 1.0:
-            raise UserError(f"hash grid per_level_scale is {self.per_level_scale}",
-                            "use a growth factor >= 1, or None to derive it")
-
-    def level_scale(self) -> float:
-        """Resolution growth factor b between consecutive levels."""
-        if self.per_level_scale is not None:
-            return self.per_level_scale
-        if self.n_levels == 1:
-            return 1.0
-        return math.exp(math.log(self.max_resolution / self.base_resolution) / (self.n_levels - 1))
-
-    @property
-    def output_dim(self) -> int:
-        """Width L*F of the encoding."""
-        return self.n_levels * self.n_features_per_level
 
 
 @dataclass(frozen=True)
