@@ -84,8 +84,7 @@ class Trainer:
                 "subject": dict(self.subject.manifest.stage_runs),
                 "config": _comparable(self.cfg),
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rng": self.rng.bit_generator.state,
-                "sizes": {g: len(getattr(self.model, g)) for g in GROUPS}}
+                "rng": self.rng.bit_generator.state}
 
     def save(self, path: Path) -> None:
         """Write a checkpoint atomically (an interrupted write leaves the previous one)."""
@@ -112,8 +111,10 @@ def load_trainer(path: Path, subject: Subject, cfg: FitConfig) -> Trainer:
                          if state["config"].get(k) != _comparable(cfg).get(k))
         raise UserError(f"the checkpoint {path} was made with other settings ({', '.join(changed)})",
                         f"use the settings it was made with, or {fix}")
-    model = _empty_like(subject, cfg, state["sizes"])
-    model.load_state_dict(state["model"])
+    try:
+        model = AvatarGaussians.from_state_dict(state["model"])
+    except (KeyError, TypeError) as e:
+        raise UserError(f"the checkpoint {path} is damaged (no {e} in its model)", fix) from None
     trainer = Trainer(subject, cfg, model)
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.rng.bit_generator.state = state["rng"]
@@ -154,15 +155,6 @@ def _param_groups(model: AvatarGaussians, cfg: FitConfig) -> list[dict]:
 
 def _comparable(cfg: FitConfig) -> dict:
     return {k: v for k, v in config_io.to_dict(cfg).items() if k not in RESUMABLE_CHANGES}
-
-
-def _empty_like(subject: Subject, cfg: FitConfig, sizes: dict) -> AvatarGaussians:
-    """A model with the checkpoint's group sizes, to load its parameters into."""
-    model = init_avatar(subject, cfg.init)
-    if {g: len(getattr(model, g)) for g in GROUPS} != sizes:
-        raise UserError("the checkpoint's Gaussians do not match this subject's initialisation",
-                        "delete the checkpoint to start the fit over")
-    return model
 
 
 def _to_float(image: np.ndarray) -> torch.Tensor:

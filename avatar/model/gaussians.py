@@ -50,6 +50,13 @@ class AvatarGaussians(nn.Module):
     def __len__(self) -> int:
         return sum(len(getattr(self, g)) for g in GROUPS)
 
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "AvatarGaussians":
+        """A model with the group sizes and values of ``state`` (a :meth:`state_dict`), e.g. a checkpoint's."""
+        keys = ("means", "quats", "log_scales", "opacity_logits", "color_logits")
+        groups = [GaussianGroup(*(state[f"{g}.{k}"] for k in keys), parent=state[f"{g}.parent"]) for g in GROUPS]
+        return cls(*groups, faces=state["faces"])
+
     def place(self, verts: Tensor, viewmat: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Every Gaussian for one frame: means (N, 3) metres in the head frame, quats (N, 4),
         scales (N, 3) metres, opacities (N,), colours (N, 3) RGB.

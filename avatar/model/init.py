@@ -78,11 +78,14 @@ class _View:
         x, y = np.clip(px[:, 0], 0, w - 1), np.clip(px[:, 1], 0, h - 1)
         return self.image[y, x], inside & np.isin(self.labels[y, x], labels)
 
+    def camera_rays(self, px: np.ndarray) -> np.ndarray:
+        """(N, 3) camera-frame directions through pixel centres, scaled to z = 1."""
+        return np.c_[px + 0.5, np.ones(len(px))] @ np.linalg.inv(self.K).T
+
     def ray(self, px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Head-frame origin (3,) and unit directions (N, 3) of rays through pixel centres."""
         R, t = self.view[:3, :3], self.view[:3, 3]
-        d = np.c_[px + 0.5, np.ones(len(px))] @ np.linalg.inv(self.K).T
-        d = d @ R  # = (R^T d^T)^T
+        d = self.camera_rays(px) @ R  # = (R^T d^T)^T
         return -R.T @ t, d / np.linalg.norm(d, axis=1, keepdims=True)
 
 
@@ -190,8 +193,7 @@ def _torso_group(views: list[_View], cfg: InitConfig, rng: np.random.Generator) 
         pick = rng.choice(len(xs), size=min(per_view, len(xs)), replace=False)
         px = np.c_[xs[pick], ys[pick]]
         depth = v.view[2, 3] + cfg.torso_depth_m
-        rays = np.c_[px + 0.5, np.ones(len(px))] @ np.linalg.inv(v.K).T
-        means.append(rays * depth)  # camera frame, z = depth
+        means.append(v.camera_rays(px) * depth)  # camera frame, z = depth
         colors.append(v.image[px[:, 1], px[:, 0]])
         sizes.append(np.full(len(px), _footprint(len(xs), len(pick)) * depth / v.K[0, 0]))
     return _rigid_group(means, colors, sizes, cfg)
