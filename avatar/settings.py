@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from avatar.fit.config import FitConfig
 from preprocess.config import PreprocessConfig
 
 
@@ -20,6 +21,8 @@ class AvatarConfig:
 
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     """Video -> subject folder (avatar preprocess)."""
+    fit: FitConfig = field(default_factory=FitConfig)
+    """Subject folder -> fitted Gaussian avatar (avatar fit)."""
 
     RETIRED = {"render": "the render section is gone until the renderer has settings (avatar render, "
                          "a later release); remove it from your YAML file"}

@@ -14,6 +14,9 @@ Session fixtures, each computed once however many tests use it:
   convention: a test that re-runs, forces or damages a folder takes
   ``may_subject_copy`` (a fresh copy per test). The session checks at its end
   that nothing in ``may_subject`` changed.
+- ``may_fit``: ``avatar fit may_5s.mp4 --config fast`` with
+  ``MAY_FIT_ITERATIONS`` steps (the one real fit of the session); read-only by
+  the same convention, ``may_fit_copy`` for a test's own copy.
 """
 
 from __future__ import annotations
@@ -176,3 +179,32 @@ def may_subject(tmp_path_factory, may_video) -> Path:
 def may_subject_copy(may_subject, tmp_path) -> Path:
     """A fresh copy of ``may_subject`` (a valid subject folder) that the test may change."""
     return Path(shutil.copytree(may_subject, tmp_path / "subject", symlinks=True))
+
+
+MAY_FIT_ITERATIONS = 1500
+"""Steps of the session's fast fit of may_5s (about a minute on 2 cores; the preset's own is 6000)."""
+
+
+@pytest.fixture(scope="session")
+def may_fit(tmp_path_factory, may_video) -> Path:
+    """may_5s.mp4 fitted once with the fast preset, ``avatar fit VIDEO --out DIR --config fast``, and
+    evaluated, ``avatar eval DIR`` (so ``fit/eval.json`` and ``fit/eval.mp4`` are there). Read-only."""
+    out = tmp_path_factory.mktemp("may_fit") / "subject"
+    r = run_avatar("fit", may_video, "--out", out, "--config", "fast", "--set",
+                   f"fit.iterations={MAY_FIT_ITERATIONS}", "-q")
+    assert r.returncode == 0, r.stderr
+    r = run_avatar("eval", out, "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    before = _snapshot(out)
+    yield out
+    after = _snapshot(out) if out.exists() else {}
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"a test modified the shared may_fit folder: {changed[:10]}"
+
+
+@pytest.fixture
+def may_fit_copy(may_fit, tmp_path) -> Path:
+    """A fresh copy of ``may_fit`` for a test that writes into it."""
+    dst = tmp_path / "subject"
+    shutil.copytree(may_fit, dst)
+    return dst

@@ -52,7 +52,7 @@ def test_untrained_render_covers_the_person_in_her_colours(model, subject):
     plate = torch.from_numpy(subject.background().astype(np.float32) / 255)
     for i in subject.val_frames[::4]:  # frames the initialisation never saw
         real = torch.from_numpy(subject.frame(i).astype(np.float32) / 255)
-        rgb, alpha = render(model, subject, i)
+        rgb, alpha = render(model, subject, i)[:2]
         # 25.8-26.8 dB measured; the background plate alone scores 10.7
         assert psnr(rgb, real) > psnr(plate, real) + 10, i
         person = subject.labels(i) != LABEL_BACKGROUND
@@ -61,9 +61,29 @@ def test_untrained_render_covers_the_person_in_her_colours(model, subject):
 
 
 def test_face_gaussians_land_on_the_face(model, subject):
-    only_face = init_avatar(subject, InitConfig(head_gaussians=0, torso_gaussians=0))
+    only_face = init_avatar(subject, InitConfig(head_gaussians=0, torso_gaussians=0, mouth_gaussians=0))
     i = int(subject.val_frames[0])
-    _, alpha = render(only_face, subject, i, background=False)
+    alpha = render(only_face, subject, i, background=False).alpha
     covered = alpha[..., 0].numpy() > 0.5
     face = np.isin(subject.labels(i), (LABEL_HEAD, LABEL_MOUTH, LABEL_EYES))
     assert covered.mean() > 0.05 and face[covered].mean() > 0.97
+
+
+def test_lower_teeth_follow_the_jaw_and_upper_teeth_the_skull(model, subject):
+    mouth = model.mouth
+    assert len(mouth) > 0 and set(mouth.jaw.unique().tolist()) == {0.0, 1.0}
+    t = subject.tracking
+    i = int(np.argmax(t.mouth_open))  # the widest-open frame
+    verts = torch.from_numpy(t.verts[i])
+    offset = model.jaw_offset(verts)
+    assert offset[1] > 0.0005  # the jaw drops (y is down), metres: 1.2 mm below the clip's mean shape
+    with torch.no_grad():
+        means = model.place(verts, torch.from_numpy(t.viewmats[i]))[0]
+    start = len(model.face)
+    placed = means[start:start + len(mouth)]
+    lower, upper = mouth.jaw == 1, mouth.jaw == 0
+    assert torch.allclose(placed[upper], mouth.means[upper])
+    assert torch.allclose(placed[lower], mouth.means[lower] + offset)
+    # they start just behind the lips: between the lips' depth and 3 cm behind, in the head frame
+    lips_z = float(verts[[13, 14], 2].mean())
+    assert ((placed[:, 2] > lips_z) & (placed[:, 2] < lips_z + 0.03)).float().mean() > 0.9

@@ -62,3 +62,17 @@ def rotmat_to_quat(R: Tensor) -> Tensor:
     q = torch.gather(candidates, -2, best[..., None, None].expand(*best.shape, 1, 4))[..., 0, :]
     q = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     return torch.where(q[..., :1] < 0, -q, q)
+
+
+def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
+    """(..., 4) wxyz Hamilton product ``a * b`` (the rotation ``b`` first, then ``a``); broadcasts.
+
+    Composing as quaternions costs a few multiplies per Gaussian where going
+    through matrices (``rotmat_to_quat(R_a @ R_b)``) costs a Shepperd selection.
+    """
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack([aw * bw - ax * bx - ay * by - az * bz,
+                        aw * bx + ax * bw + ay * bz - az * by,
+                        aw * by - ax * bz + ay * bw + az * bx,
+                        aw * bz + ax * by - ay * bx + az * bw], -1)

@@ -1,5 +1,5 @@
-"""Fitting an avatar to a subject folder (issue #10, started): the training loop and its checkpoints.
+"""Fitting an avatar to a subject folder: the loss, densification, the resumable training loop, eval.
 
-No ``avatar fit`` command yet: what is here is the deterministic, resumable
-loop the command will drive (see docs/architecture.md).
+``avatar fit`` drives :func:`avatar.fit.run.run_fit`; ``avatar eval`` drives
+:func:`avatar.fit.evaluate.evaluate` (see docs/architecture.md).
 """

@@ -1,6 +1,5 @@
-"""The avatar model: Gaussians bound to the tracked face mesh, and what deforms them.
+"""The avatar model: Gaussians bound to the tracked face mesh, the mouth interior, head and torso.
 
 Reads a subject only through :class:`preprocess.subject.Subject`; renders through
-:mod:`avatar.render`. Built up by issue #10 (fit); today it holds the binding of
-Gaussians to mesh triangles that the fit stands on.
+:mod:`avatar.render`. ``store`` is the fitted avatar on disk, ``export`` its 3DGS PLY.
 """

@@ -33,7 +33,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from avatar.core.rotations import quat_to_rotmat, rotmat_to_quat
+from avatar.core.rotations import quat_multiply, quat_to_rotmat, rotmat_to_quat
 
 MIN_EDGE_M = 1e-9
 """Edge lengths and normals below this (metres) are clamped, so a degenerate triangle stays finite."""
@@ -88,8 +88,9 @@ def bind_to_mesh(local_means: Tensor, local_quats: Tensor, local_log_scales: Ten
     rot = frames.rotations[..., parent, :, :]  # (..., N, 3, 3)
     size = frames.sizes[..., parent, None]  # (..., N, 1)
     means = (rot @ local_means[..., None])[..., 0] * size + frames.centroids[..., parent, :]
-    world_rot = rot @ quat_to_rotmat(local_quats)
-    quats = rotmat_to_quat(world_rot.reshape(-1, 3, 3)).reshape(*world_rot.shape[:-2], 4)
+    # one matrix -> quaternion per triangle, then a quaternion product per Gaussian (cheaper than per Gaussian)
+    tri_quats = rotmat_to_quat(frames.rotations)  # (..., T, 4)
+    quats = quat_multiply(tri_quats[..., parent, :], local_quats / local_quats.norm(dim=-1, keepdim=True))
     scales = torch.exp(local_log_scales) * size
     return WorldGaussians(means=means, quats=quats, scales=scales)
 

@@ -16,6 +16,10 @@ class InitConfig:
     """Face Gaussians per mesh triangle (852 triangles)."""
     head_gaussians: Annotated[int, Range(0, 1_000_000)] = 12_000
     """Head-rigid Gaussians (hair, ears, back of the head), from head-label pixels outside the face mesh."""
+    mouth_gaussians: Annotated[int, Range(0, 1_000_000)] = 2_000
+    """Mouth-interior Gaussians (teeth, tongue), from mouth-label pixels of the most open-mouthed frames."""
+    mouth_depth_m: Annotated[float, Range(0.0, 0.05)] = 0.008
+    """The mouth interior starts this far behind the inner lips, metres."""
     torso_gaussians: Annotated[int, Range(0, 1_000_000)] = 6_000
     """Camera-frame Gaussians for neck and torso, from torso-label pixels."""
     color_frames: Annotated[int, Range(1, 200)] = 8

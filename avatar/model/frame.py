@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-import torch
+from typing import NamedTuple
+
 from torch import Tensor
 
 from avatar.model.gaussians import AvatarGaussians
 from avatar.render import rasterization
 
 
+class RenderedFrame(NamedTuple):
+    """One rendered frame and what the fit needs from it."""
+
+    rgb: Tensor  #: (S, S, 3) float32 RGB in [0, 1], composited over the background
+    alpha: Tensor  #: (S, S, 1) float32 accumulated opacity of the avatar
+    meta: dict  #: the rasteriser's meta (``means2d``, ``radii``, ... of the one camera)
+    scales: Tensor  #: (N, 3) the placed Gaussians' standard deviations, metres
+
+
 def render_frame(model: AvatarGaussians, verts: Tensor, viewmat: Tensor, K: Tensor, size: int,
-                 background: Tensor | None = None, backend: str = "auto") -> tuple[Tensor, Tensor]:
-    """(S, S, 3) float32 RGB in [0, 1] and (S, S, 1) alpha of the avatar for one frame.
+                 background: Tensor | None = None, backend: str = "auto") -> RenderedFrame:
+    """The avatar at one frame's tracked mesh and pose.
 
     Args:
         verts: (V, 3) float32 tracked head-frame mesh of the frame, metres.
@@ -20,9 +30,9 @@ def render_frame(model: AvatarGaussians, verts: Tensor, viewmat: Tensor, K: Tens
         background: (S, S, 3) float32 plate composited behind the avatar, or None (black).
     """
     means, quats, scales, opacities, colors = model.place(verts, viewmat)
-    rgb, alpha, _ = rasterization(means, quats, scales, opacities, colors, viewmat[None], K[None],
-                                  size, size, backend=backend)
+    rgb, alpha, meta = rasterization(means, quats, scales, opacities, colors, viewmat[None], K[None],
+                                     size, size, backend=backend)
     rgb, alpha = rgb[0], alpha[0]
     if background is not None:
         rgb = rgb + (1.0 - alpha) * background
-    return rgb, alpha
+    return RenderedFrame(rgb, alpha, meta, scales)

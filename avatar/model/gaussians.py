@@ -1,14 +1,20 @@
-"""The avatar's Gaussians, in three groups by what carries them, and their placement per frame.
+"""The avatar's Gaussians, in four groups by what carries them, and their placement per frame.
 
 - ``face``: bound to the tracked mesh's triangles (:mod:`avatar.model.binding`):
   expressions move, turn and stretch them.
+- ``mouth``: the mouth interior, in the head frame. Upper teeth and palate
+  (``jaw`` = 0) are rigid with the skull; lower teeth and tongue (``jaw`` = 1)
+  follow the jaw: they move by the chin's displacement from the neutral mesh, so
+  the teeth do not smear when the mouth opens. The lips are face Gaussians in
+  front of them, so a closed mouth hides them.
 - ``head``: rigid in the head frame (hair, ears, the back of the head).
-- ``torso``: in the camera frame (neck and shoulders; the fit will condition them on head pose).
+- ``torso``: in the camera frame (neck and shoulders).
 
 Each group stores raw parameters (local means, wxyz quaternions, log-scales,
 opacity logits, colour logits); :meth:`AvatarGaussians.place` turns them into
 what :func:`avatar.render.rasterization` takes for one frame, in the head frame
-of the subject (its "world", see :mod:`avatar.core.camera`).
+of the subject (its "world", see :mod:`avatar.core.camera`), in the order of
+:data:`GROUPS`.
 """
 
 from __future__ import annotations
@@ -16,46 +22,69 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from avatar.core.rotations import quat_to_rotmat, rotmat_to_quat
+from avatar.core.rotations import quat_multiply, rotmat_to_quat
 from avatar.model.binding import bind_to_mesh, triangle_frames
 
-GROUPS = ("face", "head", "torso")
+GROUPS = ("face", "mouth", "head", "torso")
+PARAMS = ("means", "quats", "log_scales", "opacity_logits", "color_logits")
+"""The learned per-Gaussian tensors of a group, in the order :class:`GaussianGroup` takes them."""
+BUFFERS = ("parent", "jaw")
+"""Per-Gaussian fixed attributes: a face Gaussian's triangle; how much a mouth Gaussian follows the jaw."""
 
 
 class GaussianGroup(nn.Module):
-    """N Gaussians' raw parameters; ``parent`` (N,) int64 triangle indices for the face group, else empty."""
+    """N Gaussians' raw parameters.
+
+    ``parent`` (N,) int64 triangle indices (face group, else empty) and ``jaw``
+    (N,) float32 in [0, 1] (mouth group, else empty) are per-Gaussian buffers:
+    densified children copy them from their parent Gaussian.
+    """
 
     def __init__(self, means: Tensor, quats: Tensor, log_scales: Tensor, opacity_logits: Tensor,
-                 color_logits: Tensor, parent: Tensor | None = None):
+                 color_logits: Tensor, parent: Tensor | None = None, jaw: Tensor | None = None):
         super().__init__()
-        self.means = nn.Parameter(means.float())  # (N, 3): triangle-local (face) or metres (head, torso)
+        self.means = nn.Parameter(means.float())  # (N, 3): triangle-local (face) or metres
         self.quats = nn.Parameter(quats.float())  # (N, 4) wxyz, relative to the carrier's frame
         self.log_scales = nn.Parameter(log_scales.float())  # (N, 3): log of triangle sizes (face) or metres
         self.opacity_logits = nn.Parameter(opacity_logits.float())  # (N,)
         self.color_logits = nn.Parameter(color_logits.float())  # (N, 3): sigmoid -> RGB in [0, 1]
         self.register_buffer("parent", torch.zeros(0, dtype=torch.int64) if parent is None else parent.long())
+        self.register_buffer("jaw", torch.zeros(0) if jaw is None else jaw.float())
 
     def __len__(self) -> int:
         return len(self.means)
 
 
 class AvatarGaussians(nn.Module):
-    """The three groups and the triangles the face group is bound to."""
+    """The groups, the triangles the face group is bound to and the neutral mesh the jaw moves from."""
 
-    def __init__(self, face: GaussianGroup, head: GaussianGroup, torso: GaussianGroup, faces: Tensor):
+    def __init__(self, face: GaussianGroup, mouth: GaussianGroup, head: GaussianGroup, torso: GaussianGroup,
+                 faces: Tensor, mean_shape: Tensor, jaw_vertices: Tensor):
         super().__init__()
-        self.face, self.head, self.torso = face, head, torso
+        self.face, self.mouth, self.head, self.torso = face, mouth, head, torso
         self.register_buffer("faces", faces.long())  # (T, 3) the mesh topology the face group binds to
+        self.register_buffer("mean_shape", mean_shape.float())  # (V, 3) neutral head-frame mesh, metres
+        self.register_buffer("jaw_vertices", jaw_vertices.long())  # (J,) vertices whose motion is the jaw's
 
     def __len__(self) -> int:
-        return sum(len(getattr(self, g)) for g in GROUPS)
+        return sum(len(g) for g in self.groups())
+
+    def groups(self) -> list[GaussianGroup]:
+        """The groups in :data:`GROUPS` order (the order of :meth:`place`'s output)."""
+        return [getattr(self, g) for g in GROUPS]
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "AvatarGaussians":
         """A model with the group sizes and values of ``state`` (a :meth:`state_dict`), e.g. a checkpoint's."""
-        keys = ("means", "quats", "log_scales", "opacity_logits", "color_logits")
-        groups = [GaussianGroup(*(state[f"{g}.{k}"] for k in keys), parent=state[f"{g}.parent"]) for g in GROUPS]
-        return cls(*groups, faces=state["faces"])
+        groups = [GaussianGroup(*(state[f"{g}.{k}"] for k in PARAMS),
+                                **{b: state[f"{g}.{b}"] for b in BUFFERS}) for g in GROUPS]
+        return cls(*groups, faces=state["faces"], mean_shape=state["mean_shape"],
+                   jaw_vertices=state["jaw_vertices"])
+
+    def jaw_offset(self, verts: Tensor) -> Tensor:
+        """(3,) metres: how far the jaw has moved from the neutral mesh in this frame (head frame)."""
+        j = self.jaw_vertices
+        return (verts[j] - self.mean_shape[j]).mean(0)
 
     def place(self, verts: Tensor, viewmat: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Every Gaussian for one frame: means (N, 3) metres in the head frame, quats (N, 4),
@@ -67,13 +96,15 @@ class AvatarGaussians(nn.Module):
         """
         face = bind_to_mesh(self.face.means, self.face.quats, self.face.log_scales, self.face.parent,
                             triangle_frames(verts, self.faces))
+        mouth_means = self.mouth.means + self.mouth.jaw[:, None] * self.jaw_offset(verts)
         # torso Gaussians live in the camera frame: bring them into the head frame
         R, t = viewmat[:3, :3], viewmat[:3, 3]
         torso_means = (self.torso.means - t) @ R
-        torso_quats = rotmat_to_quat(R.T @ quat_to_rotmat(self.torso.quats))
-        means = torch.cat([face.means, self.head.means, torso_means])
-        quats = torch.cat([face.quats, self.head.quats, torso_quats])
-        scales = torch.cat([face.scales, torch.exp(self.head.log_scales), torch.exp(self.torso.log_scales)])
-        opacities = torch.sigmoid(torch.cat([g.opacity_logits for g in (self.face, self.head, self.torso)]))
-        colors = torch.sigmoid(torch.cat([g.color_logits for g in (self.face, self.head, self.torso)]))
+        torso_quats = quat_multiply(rotmat_to_quat(R.T), self.torso.quats)
+        means = torch.cat([face.means, mouth_means, self.head.means, torso_means])
+        quats = torch.cat([face.quats, self.mouth.quats, self.head.quats, torso_quats])
+        scales = torch.cat([face.scales] + [torch.exp(g.log_scales) for g in (self.mouth, self.head, self.torso)])
+        groups = self.groups()
+        opacities = torch.sigmoid(torch.cat([g.opacity_logits for g in groups]))
+        colors = torch.sigmoid(torch.cat([g.color_logits for g in groups]))
         return means, quats, scales, opacities, colors

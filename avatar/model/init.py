@@ -9,6 +9,9 @@ iterations refine instead of search:
   the camera;
 - head: rays through head-label pixels outside the face mesh (hair, ears),
   met with an ellipsoid around the skull fitted to the mesh, in the head frame;
+- mouth: rays through mouth-interior pixels of the most open-mouthed training
+  frames, met with a plane just behind the inner lips; those below the lips'
+  midline follow the jaw (lower teeth, tongue), the others the skull;
 - torso: torso-label pixels lifted to just behind the head's depth, in the camera frame.
 
 Sizes follow the pixel footprint, so the first render has no holes.
@@ -31,6 +34,10 @@ IDENTITY = np.array([1.0, 0.0, 0.0, 0.0], np.float32)
 FOOTPRINT = 0.35
 """Head and torso Gaussians start this wide (standard deviation) in units of the pixel spacing of
 their samples (on may_5s: 0.35 gives 25.8-26.8 dB untrained, 0.5 blurs to 25.0-25.7, 0.7 to 23.6-24.0)."""
+CHIN_VERTICES = (176, 148, 152, 377, 400)
+"""The chin's five face-oval vertices: their mean motion from the neutral mesh is the jaw's."""
+INNER_LIPS_MID = (13, 14)
+"""Inner-lip midpoints: the mouth interior above their middle is upper teeth, below it lower teeth."""
 MIN_FOOTPRINT_PX = 1.5
 """...and never narrower than this many pixels, so a densely sampled region has no holes either."""
 
@@ -43,9 +50,12 @@ def init_avatar(subject: Subject, cfg: InitConfig = InitConfig()) -> AvatarGauss
     views = [_View(subject, int(i)) for i in frames]
     faces = face_triangles().astype(np.int64)
     face = _face_group(subject, faces, views, cfg, rng)
+    mouth = _mouth_group(subject, cfg, rng)
     head = _head_group(subject, views, cfg, rng)
     torso = _torso_group(views, cfg, rng)
-    return AvatarGaussians(face, head, torso, torch.from_numpy(faces))
+    return AvatarGaussians(face, mouth, head, torso, torch.from_numpy(faces),
+                           torch.from_numpy(subject.tracking.mean_shape.astype(np.float32)),
+                           torch.tensor(CHIN_VERTICES))
 
 
 class _View:
@@ -94,13 +104,14 @@ def _logit(x: np.ndarray) -> np.ndarray:
     return np.log(x / (1 - x))
 
 
-def _group(means, quats, log_scales, colors, opacity: float, parent=None) -> GaussianGroup:
+def _group(means, quats, log_scales, colors, opacity: float, parent=None, jaw=None) -> GaussianGroup:
     n = len(means)
     return GaussianGroup(torch.as_tensor(means, dtype=torch.float32), torch.as_tensor(quats, dtype=torch.float32),
                          torch.as_tensor(log_scales, dtype=torch.float32),
                          torch.full((n,), float(_logit(np.array(opacity)))),
                          torch.as_tensor(_logit(colors), dtype=torch.float32),
-                         None if parent is None else torch.as_tensor(parent))
+                         None if parent is None else torch.as_tensor(parent),
+                         None if jaw is None else torch.as_tensor(jaw, dtype=torch.float32))
 
 
 def _face_group(subject: Subject, faces: np.ndarray, views: list[_View], cfg: InitConfig,
@@ -181,6 +192,35 @@ def _hit_ellipsoid(origin: np.ndarray, d: np.ndarray, centre: np.ndarray, axes: 
     near = (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a)
     s = np.where(disc >= 0, near, -b / (2 * a))
     return origin + s[:, None] * d
+
+
+def _mouth_group(subject: Subject, cfg: InitConfig, rng: np.random.Generator) -> GaussianGroup:
+    t = subject.tracking
+    train = subject.train_frames
+    widest = train[np.argsort(-t.mouth_open[train], kind="stable")[:cfg.color_frames]]
+    chin = list(CHIN_VERTICES)
+    per_view = int(np.ceil(cfg.mouth_gaussians / len(widest)))
+    means, colors, sizes, jaws = [], [], [], []
+    for i in widest:
+        v = _View(subject, int(i))
+        ys, xs = np.nonzero(v.labels == LABEL_MOUTH)
+        if len(xs) == 0 or per_view == 0:
+            continue
+        pick = rng.choice(len(xs), size=min(per_view, len(xs)), replace=False)
+        px = np.c_[xs[pick], ys[pick]]
+        origin, d = v.ray(px)
+        depth = v.verts[list(INNER_LIPS_MID)].astype(np.float64)[:, 2].mean() + cfg.mouth_depth_m
+        points = origin + ((depth - origin[2]) / d[:, 2])[:, None] * d  # the plane z = depth, head frame
+        midline = v.landmarks2d[list(INNER_LIPS_MID), 1].mean()
+        jaw = (px[:, 1] + 0.5 > midline).astype(np.float32)
+        offset = (v.verts[chin] - t.mean_shape[chin]).mean(0)
+        means.append(points - jaw[:, None] * offset)  # stored at the neutral jaw
+        colors.append(v.image[px[:, 1], px[:, 0]])
+        sizes.append(_footprint(len(xs), len(pick)) * v.to_camera(points)[:, 2] / v.K[0, 0])
+        jaws.append(jaw)
+    group = _rigid_group(means, colors, sizes, cfg)
+    group.jaw = torch.from_numpy(np.concatenate(jaws)) if jaws else torch.zeros(0)
+    return group
 
 
 def _torso_group(views: list[_View], cfg: InitConfig, rng: np.random.Generator) -> GaussianGroup:

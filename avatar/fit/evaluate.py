@@ -1,0 +1,148 @@
+"""``avatar eval``: render the validation frames at their tracked expression and pose, compare with the real ones.
+
+Metrics (one JSON object, ``fit/eval.json``):
+
+- ``psnr``: full frame, dB, mean over frames; ``psnr_head``: inside the head and
+  neck (head, mouth and eye labels, and the torso label in the head box grown
+  down to the neck), as head-only papers report;
+- ``ssim``: full frame (``pytorch-msssim``, 11-tap Gaussian window);
+- ``lmd``: mouth landmark distance, pixels at 512x512 (frames of another size
+  are resized to 512 first, so numbers compare across presets);
+- ``csim``: identity similarity (see :mod:`avatar.fit.metrics`);
+- ``frames``, ``render_fps``: frames judged, and renders per second (placement,
+  rasterisation and compositing, no gradients) on this machine;
+- ``psnr_mouth``, ``psnr_face``: inside the lips-and-mouth region, and in the
+  rest of the head region, to see where the error is.
+
+It also writes ``fit/eval.mp4``: real | rendered | error, with the sound.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from pytorch_msssim import ssim
+
+from avatar.core.errors import UserError
+from avatar.core.progress import progress
+from avatar.fit.data import TrainingFrames, head_and_neck
+from avatar.fit.metrics import FaceMetrics, psnr
+from avatar.fit.video import SideBySideWriter
+from avatar.model.frame import render_frame
+from avatar.model.store import fit_dir, load_avatar
+from preprocess.subject import Subject
+
+METRIC_SIZE = 512
+"""LMD is measured on frames of this side (the papers' 512x512)."""
+
+
+def evaluate(root: str | Path, *, video: bool = True, frames: int | None = None) -> dict:
+    """The eval metrics of the fitted avatar in the subject folder ``root`` (and its side-by-side video).
+
+    Args:
+        video: also write ``fit/eval.mp4``.
+        frames: judge only this many validation frames, evenly spread (None: all).
+    """
+    subject = Subject(root)
+    model, _ = load_avatar(subject)
+    val = subject.val_frames
+    if len(val) == 0:
+        raise UserError(f"{root} has no validation frames to judge the avatar on",
+                        "preprocess it again with --set preprocess.val_fraction=0.1 (the default)")
+    if frames is not None and len(val) > frames:
+        val = val[np.unique(np.linspace(0, len(val) - 1, frames).round().astype(int))]
+    t = subject.tracking
+    verts, viewmats = torch.from_numpy(t.verts), torch.from_numpy(t.viewmats)
+    K = torch.from_numpy(t.K(subject.size))
+    plate = torch.from_numpy(subject.background().astype(np.float32) / 255.0)
+    data = TrainingFrames(subject)
+    faces = FaceMetrics()
+    rows, render_s = [], 0.0
+    out = fit_dir(root)
+    contiguous = len(val) == len(subject.val_frames)  # a subset's frames skip, so its sound would not match
+    audio = subject.paths.audio if subject.paths.audio.exists() and contiguous else None
+    writer = SideBySideWriter(out / "eval.mp4", subject.size, subject.fps, audio=audio,
+                              audio_start_s=float(val[0]) / subject.fps) if video else None
+    with torch.no_grad(), (writer if writer is not None else _Nothing()):
+        for i in progress(val, desc="eval", unit="frame"):
+            i = int(i)
+            t0 = time.perf_counter()
+            rgb = render_frame(model, verts[i], viewmats[i], K, subject.size, plate).rgb
+            render_s += time.perf_counter() - t0
+            rendered = (rgb.clamp(0, 1) * 255).round().byte().numpy()
+            frame = data[i]
+            rows.append(_frame_metrics(frame, rendered, faces))
+            if writer is not None:
+                writer.write(frame.image, rendered)
+    result = _summarise(rows)
+    result.update(frames=len(rows), render_fps=round(len(rows) / max(render_s, 1e-9), 1), size=subject.size)
+    return result
+
+
+def _frame_metrics(frame, rendered: np.ndarray, faces: FaceMetrics) -> dict:
+    real = frame.image
+    head = head_and_neck(frame)
+    mouth = frame.mouth
+    a = torch.from_numpy(real).permute(2, 0, 1)[None].float() / 255.0
+    b = torch.from_numpy(rendered).permute(2, 0, 1)[None].float() / 255.0
+    big_real, big_rendered = _metric_size(real), _metric_size(rendered)
+    return {"psnr": psnr(real, rendered), "psnr_head": psnr(real, rendered, head),
+            "psnr_mouth": psnr(real, rendered, mouth) if mouth.any() else None,
+            "psnr_face": psnr(real, rendered, head & ~mouth),
+            "ssim": float(ssim(a, b, data_range=1.0)),
+            "lmd": faces.lmd(big_real, big_rendered), "csim": faces.csim(big_real, big_rendered)}
+
+
+def _metric_size(image: np.ndarray) -> np.ndarray:
+    if image.shape[0] == METRIC_SIZE:
+        return image
+    return cv2.resize(image, (METRIC_SIZE, METRIC_SIZE), interpolation=cv2.INTER_CUBIC)
+
+
+def _summarise(rows: list[dict]) -> dict:
+    out = {}
+    for key in ("psnr", "psnr_head", "psnr_face", "psnr_mouth", "ssim", "lmd", "csim"):
+        values = [r[key] for r in rows if r[key] is not None and np.isfinite(r[key])]
+        out[key] = round(float(np.mean(values)), 4) if values else None
+    out["lmd_frames"] = sum(r["lmd"] is not None for r in rows)
+    return out
+
+
+class _Nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+POSE_DEG_PER_UNIT = 2.0
+"""Retrieval baseline: 2 degrees of head rotation weigh like one unit (1 RMS) of an expression coefficient."""
+POSE_MM_PER_UNIT = 5.0
+"""...and 5 mm of head translation."""
+
+
+def nearest_training_frames(subject: Subject, frames) -> np.ndarray:
+    """For each of ``frames``, the training frame nearest in tracked expression and head pose.
+
+    The retrieval baseline the fit must beat: it shows what replaying the
+    training video gets without any model.
+    """
+    from scipy.spatial.transform import Rotation
+
+    t = subject.tracking
+    rot = Rotation.from_matrix(t.viewmats[:, :3, :3].astype(np.float64)).as_rotvec()
+    features = np.c_[t.expr, np.degrees(rot) / POSE_DEG_PER_UNIT, t.viewmats[:, :3, 3] * 1000.0 / POSE_MM_PER_UNIT]
+    train = subject.train_frames
+    d = ((features[np.asarray(frames)][:, None] - features[train][None]) ** 2).sum(-1)
+    return train[d.argmin(1)]
+
+
+def retrieval_psnr(subject: Subject, frames) -> float:
+    """Mean full-frame PSNR, dB, of the nearest training frames (:func:`nearest_training_frames`) as predictions."""
+    nearest = nearest_training_frames(subject, frames)
+    return float(np.mean([psnr(subject.frame(int(i)), subject.frame(int(j))) for i, j in zip(frames, nearest)]))
