@@ -115,3 +115,8 @@ def test_load_errors_name_the_file(tmp_path):
         load_config(str(tmp_path / "missing.yaml"))
     with pytest.raises(UserError, match="unknown setting 'preprocess.decod'"):
         load_config("default", ["preprocess.decod.size=3"])
+
+
+def test_exponent_floats_without_a_dot_are_numbers():
+    from avatar.settings import load_config
+    assert load_config("default", ["fit.lr.rigid_means=2e-4"]).fit.lr.rigid_means == 2e-4

@@ -1,4 +1,4 @@
-"""``avatar bench raster|preprocess|robustness|startup``: the benchmarks behind docs/benchmarks.md."""
+"""``avatar bench raster|preprocess|robustness|fit|startup``: the benchmarks behind docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -41,6 +41,17 @@ def add_parser(sub, common) -> None:
     rb.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_config_options(rb)
     rb.set_defaults(func=run_robustness)
+
+    ft = which.add_parser("fit", parents=[common], help="whole fit of a video: preprocess, train, eval",
+                          description="Time, peak memory and eval metrics of preprocessing, fitting and "
+                                      "evaluating one video (default: ../shared/data/videos/cnn2_25fps.mp4 "
+                                      "with the default preset; issue #10's targets: 45 min, 32 dB, LMD 2.6).")
+    ft.add_argument("video", type=Path, nargs="?", default=None, help="video to fit")
+    ft.add_argument("--out", type=Path, default=None, help="subject folder to keep (default: a temporary one)")
+    ft.add_argument("--minutes", type=float, default=None, help="training budget (default: the preset's)")
+    ft.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_config_options(ft)
+    ft.set_defaults(func=run_fit_bench)
 
     st = which.add_parser("startup", parents=[common], help="start-up time of `avatar --help` and `avatar config`",
                           description="Wall time of fresh `avatar --help` and `avatar config` processes "
@@ -107,6 +118,21 @@ def run_robustness(args) -> int:
             detail = f"rejected: {clip['reason']}"
         print(f"{clip['video']:<40} {clip['wall_s']:6.1f} s  {detail}")
     _print(result["summary"], as_json=False)
+    return 0
+
+
+def run_fit_bench(args) -> int:
+    import dataclasses
+
+    from avatar.fit.bench import bench_fit
+    from avatar.settings import load_config
+    from preprocess.bench import default_video
+
+    cfg = load_config(args.config, args.overrides)
+    fit_cfg = cfg.fit if args.minutes is None else dataclasses.replace(cfg.fit, minutes=args.minutes)
+    result = {"machine": _machine()}
+    result.update(bench_fit(args.video or default_video(), cfg.preprocess, fit_cfg, out=args.out))
+    _print(result, args.json)
     return 0
 
 

@@ -167,6 +167,11 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
                             f"set {where} to true or false")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"config {where}: expected a number, got {value!r}",
                             f"set {where} to a number")

@@ -27,6 +27,8 @@ class LearningRates:
     """Opacity logits."""
     color_logits: Annotated[float, Range(0.0, 10.0)] = 2.5e-2
     """Colour logits."""
+    follow_logits: Annotated[float, Range(0.0, 10.0)] = 1e-2
+    """Logits of how much each torso Gaussian follows the head."""
 
 
 @dataclass
@@ -67,7 +69,7 @@ class DensifyConfig:
     """Densified Gaussians wider than this (standard deviation, pixels) are split in two; narrower ones are cloned."""
     prune_opacity: Annotated[float, Range(0.0, 1.0)] = 0.01
     """Gaussians fainter than this are removed (a face triangle keeps at least one)."""
-    max_gaussians: Annotated[int, Range(1, None)] = 60_000
+    max_gaussians: Annotated[int, Range(1, None)] = 50_000
     """Densification stops adding at this many Gaussians (bounds the render time)."""
 
 

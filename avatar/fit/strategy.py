@@ -150,7 +150,8 @@ def _split_children(group: GaussianGroup, split: Tensor, gen: torch.Generator) -
     twice = lambda t: torch.cat([t, t])  # noqa: E731
     return {"means": torch.cat(samples), "quats": twice(quats),
             "log_scales": twice(log_scales - np.log(SPLIT_SHRINK)),
-            "opacity_logits": twice(group.opacity_logits[split]), "color_logits": twice(group.color_logits[split])}
+            "opacity_logits": twice(group.opacity_logits[split]), "color_logits": twice(group.color_logits[split]),
+            "follow_logits": twice(group.follow_logits[split])}
 
 
 def _swap_in_optimizer(optimizer: torch.optim.Optimizer, old: nn.Parameter, new: nn.Parameter, keep: Tensor,

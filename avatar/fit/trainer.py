@@ -207,12 +207,15 @@ def _clock(seconds: float) -> str:
 def _param_groups(model: AvatarGaussians, cfg: FitConfig) -> list[dict]:
     lr = cfg.lr
     rates = {"means": None, "quats": lr.quats, "log_scales": lr.log_scales,
-             "opacity_logits": lr.opacity_logits, "color_logits": lr.color_logits}
+             "opacity_logits": lr.opacity_logits, "color_logits": lr.color_logits,
+             "follow_logits": lr.follow_logits}
     groups = []
     for name in GROUPS:
         g = getattr(model, name)
         for kind in PARAMS:
             rate = rates[kind] if kind != "means" else lr.face_means if name == "face" else lr.rigid_means
+            if kind == "follow_logits" and name != "torso":
+                rate = 0.0  # only the torso follows the head
             groups.append({"params": [getattr(g, kind)], "lr": rate, "name": f"{name}.{kind}"})
     return groups
 

@@ -8,7 +8,10 @@
   the teeth do not smear when the mouth opens. The lips are face Gaussians in
   front of them, so a closed mouth hides them.
 - ``head``: rigid in the head frame (hair, ears, the back of the head).
-- ``torso``: in the camera frame (neck and shoulders).
+- ``torso``: in the camera frame (neck and shoulders), each following the head's
+  motion away from the rest pose by a learned fraction (``follow``: about 1 on
+  the neck under the chin, 0 on the shoulders), so the neck turns with the head
+  without a seam while the shoulders stay put.
 
 Each group stores raw parameters (local means, wxyz quaternions, log-scales,
 opacity logits, colour logits); :meth:`AvatarGaussians.place` turns them into
@@ -26,7 +29,7 @@ from avatar.core.rotations import quat_multiply, rotmat_to_quat
 from avatar.model.binding import bind_to_mesh, triangle_frames
 
 GROUPS = ("face", "mouth", "head", "torso")
-PARAMS = ("means", "quats", "log_scales", "opacity_logits", "color_logits")
+PARAMS = ("means", "quats", "log_scales", "opacity_logits", "color_logits", "follow_logits")
 """The learned per-Gaussian tensors of a group, in the order :class:`GaussianGroup` takes them."""
 BUFFERS = ("parent", "jaw")
 """Per-Gaussian fixed attributes: a face Gaussian's triangle; how much a mouth Gaussian follows the jaw."""
@@ -41,13 +44,16 @@ class GaussianGroup(nn.Module):
     """
 
     def __init__(self, means: Tensor, quats: Tensor, log_scales: Tensor, opacity_logits: Tensor,
-                 color_logits: Tensor, parent: Tensor | None = None, jaw: Tensor | None = None):
+                 color_logits: Tensor, follow_logits: Tensor | None = None, parent: Tensor | None = None,
+                 jaw: Tensor | None = None):
         super().__init__()
         self.means = nn.Parameter(means.float())  # (N, 3): triangle-local (face) or metres
         self.quats = nn.Parameter(quats.float())  # (N, 4) wxyz, relative to the carrier's frame
         self.log_scales = nn.Parameter(log_scales.float())  # (N, 3): log of triangle sizes (face) or metres
         self.opacity_logits = nn.Parameter(opacity_logits.float())  # (N,)
         self.color_logits = nn.Parameter(color_logits.float())  # (N, 3): sigmoid -> RGB in [0, 1]
+        # (N,): sigmoid -> how much a torso Gaussian follows the head (kept, unused, in the other groups)
+        self.follow_logits = nn.Parameter(torch.zeros(len(means)) if follow_logits is None else follow_logits.float())
         self.register_buffer("parent", torch.zeros(0, dtype=torch.int64) if parent is None else parent.long())
         self.register_buffer("jaw", torch.zeros(0) if jaw is None else jaw.float())
 
@@ -59,12 +65,13 @@ class AvatarGaussians(nn.Module):
     """The groups, the triangles the face group is bound to and the neutral mesh the jaw moves from."""
 
     def __init__(self, face: GaussianGroup, mouth: GaussianGroup, head: GaussianGroup, torso: GaussianGroup,
-                 faces: Tensor, mean_shape: Tensor, jaw_vertices: Tensor):
+                 faces: Tensor, mean_shape: Tensor, jaw_vertices: Tensor, rest_viewmat: Tensor):
         super().__init__()
         self.face, self.mouth, self.head, self.torso = face, mouth, head, torso
         self.register_buffer("faces", faces.long())  # (T, 3) the mesh topology the face group binds to
         self.register_buffer("mean_shape", mean_shape.float())  # (V, 3) neutral head-frame mesh, metres
         self.register_buffer("jaw_vertices", jaw_vertices.long())  # (J,) vertices whose motion is the jaw's
+        self.register_buffer("rest_viewmat", rest_viewmat.float())  # (4, 4) the pose the torso was placed at
 
     def __len__(self) -> int:
         return sum(len(g) for g in self.groups())
@@ -79,7 +86,7 @@ class AvatarGaussians(nn.Module):
         groups = [GaussianGroup(*(state[f"{g}.{k}"] for k in PARAMS),
                                 **{b: state[f"{g}.{b}"] for b in BUFFERS}) for g in GROUPS]
         return cls(*groups, faces=state["faces"], mean_shape=state["mean_shape"],
-                   jaw_vertices=state["jaw_vertices"])
+                   jaw_vertices=state["jaw_vertices"], rest_viewmat=state["rest_viewmat"])
 
     def jaw_offset(self, verts: Tensor) -> Tensor:
         """(3,) metres: how far the jaw has moved from the neutral mesh in this frame (head frame)."""
@@ -97,9 +104,14 @@ class AvatarGaussians(nn.Module):
         face = bind_to_mesh(self.face.means, self.face.quats, self.face.log_scales, self.face.parent,
                             triangle_frames(verts, self.faces))
         mouth_means = self.mouth.means + self.mouth.jaw[:, None] * self.jaw_offset(verts)
-        # torso Gaussians live in the camera frame: bring them into the head frame
+        # torso Gaussians live in the camera frame; the head has moved there by viewmat @ rest^-1
         R, t = viewmat[:3, :3], viewmat[:3, 3]
-        torso_means = (self.torso.means - t) @ R
+        rest_R, rest_t = self.rest_viewmat[:3, :3], self.rest_viewmat[:3, 3]
+        motion_R = R @ rest_R.T
+        followed = self.torso.means @ motion_R.T + (t - motion_R @ rest_t)
+        follow = torch.sigmoid(self.torso.follow_logits)[:, None]
+        torso_cam = self.torso.means + follow * (followed - self.torso.means)
+        torso_means = (torso_cam - t) @ R  # into the head frame
         torso_quats = quat_multiply(rotmat_to_quat(R.T), self.torso.quats)
         means = torch.cat([face.means, mouth_means, self.head.means, torso_means])
         quats = torch.cat([face.quats, self.mouth.quats, self.head.quats, torso_quats])

@@ -52,10 +52,11 @@ def init_avatar(subject: Subject, cfg: InitConfig = InitConfig()) -> AvatarGauss
     face = _face_group(subject, faces, views, cfg, rng)
     mouth = _mouth_group(subject, cfg, rng)
     head = _head_group(subject, views, cfg, rng)
-    torso = _torso_group(views, cfg, rng)
+    rest = _rest_pose(subject)
+    torso = _torso_group(subject, views, rest, cfg, rng)
     return AvatarGaussians(face, mouth, head, torso, torch.from_numpy(faces),
                            torch.from_numpy(subject.tracking.mean_shape.astype(np.float32)),
-                           torch.tensor(CHIN_VERTICES))
+                           torch.tensor(CHIN_VERTICES), torch.from_numpy(rest.astype(np.float32)))
 
 
 class _View:
@@ -110,8 +111,8 @@ def _group(means, quats, log_scales, colors, opacity: float, parent=None, jaw=No
                          torch.as_tensor(log_scales, dtype=torch.float32),
                          torch.full((n,), float(_logit(np.array(opacity)))),
                          torch.as_tensor(_logit(colors), dtype=torch.float32),
-                         None if parent is None else torch.as_tensor(parent),
-                         None if jaw is None else torch.as_tensor(jaw, dtype=torch.float32))
+                         parent=None if parent is None else torch.as_tensor(parent),
+                         jaw=None if jaw is None else torch.as_tensor(jaw, dtype=torch.float32))
 
 
 def _face_group(subject: Subject, faces: np.ndarray, views: list[_View], cfg: InitConfig,
@@ -223,9 +224,35 @@ def _mouth_group(subject: Subject, cfg: InitConfig, rng: np.random.Generator) ->
     return group
 
 
-def _torso_group(views: list[_View], cfg: InitConfig, rng: np.random.Generator) -> GaussianGroup:
+def _rest_pose(subject: Subject) -> np.ndarray:
+    """(4, 4) the training frame's viewmat nearest the mean head position: where the torso starts out."""
+    views = subject.tracking.viewmats[subject.train_frames].astype(np.float64)
+    centre = views[:, :3, 3].mean(0)
+    return views[np.argmin(np.linalg.norm(views[:, :3, 3] - centre, axis=1))]
+
+
+def _neck_follow(cam_points: np.ndarray, subject: Subject, rest: np.ndarray) -> np.ndarray:
+    """(N,) first follow weights of torso Gaussians at camera points: 0.95 (following the head) at the
+    chin, fading to 0.05 one face height below it, where the shoulders are."""
+    shape = subject.tracking.mean_shape.astype(np.float64)
+    cam_shape = shape @ rest[:3, :3].T + rest[:3, 3]
+    chin_y = cam_shape[:, 1].max()
+    face_h = cam_shape[:, 1].max() - cam_shape[:, 1].min()
+    return np.clip(1.0 - (cam_points[:, 1] - chin_y) / face_h, 0.05, 0.95)
+
+
+def _to_rest(points: np.ndarray, w: np.ndarray, view: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """Camera points seen at ``view`` -> where they sit at the rest pose, given their follow weights:
+    the inverse of ``p = p_rest + w (M p_rest - p_rest)``, M the head's motion from rest to ``view``."""
+    motion = view @ np.linalg.inv(rest)
+    A = (1 - w)[:, None, None] * np.eye(3) + w[:, None, None] * motion[:3, :3]
+    return np.linalg.solve(A, (points - w[:, None] * motion[:3, 3])[..., None])[..., 0]
+
+
+def _torso_group(subject: Subject, views: list[_View], rest: np.ndarray, cfg: InitConfig,
+                 rng: np.random.Generator) -> GaussianGroup:
     per_view = int(np.ceil(cfg.torso_gaussians / len(views)))
-    means, colors, sizes = [], [], []
+    means, colors, sizes, follow = [], [], [], []
     for v in views:
         ys, xs = np.nonzero(v.labels == LABEL_TORSO)
         if len(xs) == 0:
@@ -233,10 +260,16 @@ def _torso_group(views: list[_View], cfg: InitConfig, rng: np.random.Generator) 
         pick = rng.choice(len(xs), size=min(per_view, len(xs)), replace=False)
         px = np.c_[xs[pick], ys[pick]]
         depth = v.view[2, 3] + cfg.torso_depth_m
-        means.append(v.camera_rays(px) * depth)  # camera frame, z = depth
+        seen = v.camera_rays(px) * depth  # camera frame, z = depth
+        w = _neck_follow(seen, subject, rest)
+        means.append(_to_rest(seen, w, v.view, rest))
+        follow.append(w)
         colors.append(v.image[px[:, 1], px[:, 0]])
         sizes.append(np.full(len(px), _footprint(len(xs), len(pick)) * depth / v.K[0, 0]))
-    return _rigid_group(means, colors, sizes, cfg)
+    group = _rigid_group(means, colors, sizes, cfg)
+    if follow:
+        group.follow_logits.data = torch.from_numpy(_logit(np.concatenate(follow)).astype(np.float32))
+    return group
 
 
 def _rigid_group(means: list, colors: list, sizes: list, cfg: InitConfig) -> GaussianGroup:
