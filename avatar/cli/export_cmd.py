@@ -40,8 +40,9 @@ def run(args) -> int:
         raise UserError(f"--ply {args.ply} does not end in .ply", "name the output file something.ply")
     frame = 0 if args.frame is None else args.frame
     verts = model.mean_shape if args.frame is None else torch.from_numpy(t.verts[frame])
+    expr = None if args.frame is None else torch.from_numpy(t.expr[frame].astype("float32"))
     with torch.no_grad():
-        means, quats, scales, opacities, colors = model.place(verts, torch.from_numpy(t.viewmats[frame]))
+        means, quats, scales, opacities, colors = model.place(verts, torch.from_numpy(t.viewmats[frame]), expr)
     args.ply.parent.mkdir(parents=True, exist_ok=True)
     write_ply(args.ply, means, quats, scales, opacities, colors)
     logging.getLogger("avatar").info("wrote %d Gaussians to %s", len(means), args.ply)

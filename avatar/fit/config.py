@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from avatar.core.config import Range
-from avatar.model.config import InitConfig
+from avatar.model.config import DeformConfig, InitConfig
 
 
 @dataclass
@@ -29,6 +29,10 @@ class LearningRates:
     """Colour logits."""
     follow_logits: Annotated[float, Range(0.0, 10.0)] = 1e-2
     """Logits of how much each torso Gaussian follows the head."""
+    deform_grid: Annotated[float, Range(0.0, 10.0)] = 1e-2
+    """The deformation field's hash-grid table."""
+    deform_mlp: Annotated[float, Range(0.0, 10.0)] = 1e-3
+    """The deformation field's MLP weights."""
 
 
 @dataclass
@@ -49,6 +53,8 @@ class LossConfig:
     """Weight of the penalty on Gaussians wider than ``max_scale_m``."""
     max_scale_m: Annotated[float, Range(0.0, 1.0)] = 0.01
     """Standard deviations above this (metres) are penalised (no blobs across the face)."""
+    deform: Annotated[float, Range(0.0, 100.0)] = 0.01
+    """Weight of the mean squared offset of the deformation field (keeps it a residual)."""
 
 
 @dataclass
@@ -85,6 +91,8 @@ class FitConfig:
     """Loss terms and weights."""
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     """Adding and removing Gaussians."""
+    deform: DeformConfig = field(default_factory=DeformConfig)
+    """The residual deformation field of the face (off by default: see docs/benchmarks.md)."""
     iterations: Annotated[int, Range(0, 10_000_000)] = 12_000
     """Training steps (one training frame each)."""
     minutes: Annotated[float, Range(0.0, None, lo_open=True)] = 40.0

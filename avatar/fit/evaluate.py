@@ -57,6 +57,7 @@ def evaluate(root: str | Path, *, video: bool = True, frames: int | None = None)
         val = val[np.unique(np.linspace(0, len(val) - 1, frames).round().astype(int))]
     t = subject.tracking
     verts, viewmats = torch.from_numpy(t.verts), torch.from_numpy(t.viewmats)
+    expr = torch.from_numpy(t.expr.astype(np.float32))
     K = torch.from_numpy(t.K(subject.size))
     plate = torch.from_numpy(subject.background().astype(np.float32) / 255.0)
     data = TrainingFrames(subject)
@@ -71,7 +72,7 @@ def evaluate(root: str | Path, *, video: bool = True, frames: int | None = None)
         for i in progress(val, desc="eval", unit="frame"):
             i = int(i)
             t0 = time.perf_counter()
-            rgb = render_frame(model, verts[i], viewmats[i], K, subject.size, plate).rgb
+            rgb = render_frame(model, verts[i], viewmats[i], K, subject.size, plate, expr=expr[i]).rgb
             render_s += time.perf_counter() - t0
             rendered = (rgb.clamp(0, 1) * 255).round().byte().numpy()
             frame = data[i]

@@ -9,6 +9,8 @@
 - Silhouette: mean |alpha - person mask|, so the avatar neither leaks onto the
   background plate nor leaves holes the plate shows through.
 - Scale: mean squared excess of the standard deviations over ``max_scale_m``.
+- Deformation: mean squared output of the residual deformation field, so the
+  tracked mesh stays the explanation of the face's motion.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def patch_origin(box: tuple[int, int, int, int], patch: int, size: int, rng: np.
 
 
 def frame_loss(rgb: Tensor, alpha: Tensor, real: Tensor, person: Tensor, weight: Tensor, scales: Tensor,
-               patch_xy: tuple[int, int], cfg: LossConfig) -> LossTerms:
+               patch_xy: tuple[int, int], cfg: LossConfig, offsets: Tensor | None = None) -> LossTerms:
     """The loss of one rendered frame.
 
     Args:
@@ -52,6 +54,7 @@ def frame_loss(rgb: Tensor, alpha: Tensor, real: Tensor, person: Tensor, weight:
         weight: (S, S, 1) per-pixel L1 weight (mean about 1).
         scales: (N, 3) the Gaussians' standard deviations, metres.
         patch_xy: top-left of the D-SSIM patch (see :func:`patch_origin`).
+        offsets: (N, K) the deformation field's raw output for this frame, or None.
     """
     l1 = ((rgb - real).abs() * weight).mean() / weight.mean()
     p = min(cfg.ssim_patch_px, rgb.shape[0])
@@ -65,6 +68,8 @@ def frame_loss(rgb: Tensor, alpha: Tensor, real: Tensor, person: Tensor, weight:
     silhouette = (alpha - person).abs().mean()
     scale = (scales - cfg.max_scale_m).clamp_min(0).square().sum(-1).mean() / cfg.max_scale_m ** 2 \
         if len(scales) else rgb.new_zeros(())
-    total = (1 - cfg.ssim) * l1 + cfg.ssim * dssim + cfg.silhouette * silhouette + cfg.scale * scale
+    deform = offsets.square().mean() if offsets is not None and offsets.numel() else rgb.new_zeros(())
+    total = (1 - cfg.ssim) * l1 + cfg.ssim * dssim + cfg.silhouette * silhouette + cfg.scale * scale \
+        + cfg.deform * deform
     mse = (rgb.detach() - real).square().mean()
     return LossTerms(total, l1.detach(), dssim.detach(), silhouette.detach(), scale.detach(), mse)

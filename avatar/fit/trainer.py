@@ -31,6 +31,7 @@ from avatar.fit.strategy import DensifyStrategy
 from avatar.model.frame import RenderedFrame, render_frame
 from avatar.model.gaussians import GROUPS, PARAMS, AvatarGaussians
 from avatar.model.init import init_avatar
+from avatar.model.store import deform_settings, model_from_state
 from preprocess.subject import Subject
 
 CHECKPOINT_FORMAT = 2
@@ -44,7 +45,8 @@ class Trainer:
 
     def __init__(self, subject: Subject, cfg: FitConfig, model: AvatarGaussians | None = None):
         self.subject, self.cfg = subject, cfg
-        self.model = model if model is not None else init_avatar(subject, cfg.init)
+        self.model = model if model is not None else \
+            init_avatar(subject, cfg.init, cfg.deform if cfg.deform.enabled else None)
         self.optimizer = torch.optim.Adam(_param_groups(self.model, cfg), eps=1e-15)
         self.strategy = DensifyStrategy(cfg.densify, cfg.iterations, len(self.model))
         self.rng = np.random.default_rng(cfg.seed)
@@ -54,13 +56,15 @@ class Trainer:
         t = subject.tracking
         self._verts = torch.from_numpy(t.verts)
         self._viewmats = torch.from_numpy(t.viewmats)
+        self._expr = torch.from_numpy(t.expr.astype(np.float32))
         self._K = torch.from_numpy(t.K(subject.size))
         self.plate = torch.from_numpy(subject.background().astype(np.float32) / 255.0)
         self.frames = TrainingFrames(subject)
 
     def render(self, i: int) -> RenderedFrame:
         """Frame ``i`` at its tracked mesh and pose, over the background plate."""
-        return render_frame(self.model, self._verts[i], self._viewmats[i], self._K, self.subject.size, self.plate)
+        return render_frame(self.model, self._verts[i], self._viewmats[i], self._K, self.subject.size, self.plate,
+                            expr=self._expr[i])
 
     def step(self) -> LossTerms:
         """One training step on a random training frame; returns its loss terms."""
@@ -70,7 +74,8 @@ class Trainer:
         real, person, weight = frame.tensors(cfg.loss)
         patch = patch_origin(frame.head_box, min(cfg.loss.ssim_patch_px, size), size, self.rng)
         out = self.render(i)
-        terms = frame_loss(out.rgb, out.alpha, real, person, weight, out.scales, patch, cfg.loss)
+        offsets = self.model.deform.last_output if self.model.deform is not None else None
+        terms = frame_loss(out.rgb, out.alpha, real, person, weight, out.scales, patch, cfg.loss, offsets)
         self.optimizer.zero_grad(set_to_none=True)
         self.strategy.step_pre_backward(out.meta, self.iteration)
         terms.total.backward()
@@ -102,7 +107,8 @@ class Trainer:
         return {"format": CHECKPOINT_FORMAT, "iteration": self.iteration, "elapsed_s": self.elapsed_s,
                 "subject": dict(self.subject.manifest.stage_runs),
                 "config": _comparable(self.cfg),
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "model": self.model.state_dict(), "deform": deform_settings(self.model),
+                "optimizer": self.optimizer.state_dict(),
                 "strategy": self.strategy.state_dict(), "rng": self.rng.bit_generator.state}
 
     def save(self, path: Path) -> None:
@@ -126,7 +132,7 @@ def load_trainer(path: Path, subject: Subject, cfg: FitConfig) -> Trainer:
         raise UserError(f"the checkpoint {path} was made with other settings ({', '.join(changed)})",
                         f"use the settings it was made with, or {fix}")
     try:
-        model = AvatarGaussians.from_state_dict(state["model"])
+        model = model_from_state(state["model"], state["deform"])
         trainer = Trainer(subject, cfg, model)
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.strategy.load_state_dict(state["strategy"])
@@ -217,6 +223,9 @@ def _param_groups(model: AvatarGaussians, cfg: FitConfig) -> list[dict]:
             if kind == "follow_logits" and name != "torso":
                 rate = 0.0  # only the torso follows the head
             groups.append({"params": [getattr(g, kind)], "lr": rate, "name": f"{name}.{kind}"})
+    if model.deform is not None:
+        groups.append({"params": list(model.deform.grid.parameters()), "lr": lr.deform_grid, "name": "deform.grid"})
+        groups.append({"params": list(model.deform.mlp.parameters()), "lr": lr.deform_mlp, "name": "deform.mlp"})
     return groups
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from avatar.core.config import Range
+from avatar.render.config import HashGridConfig
 
 
 @dataclass
@@ -32,3 +33,22 @@ class InitConfig:
     """Torso Gaussians start this far behind the head's centre, metres."""
     seed: Annotated[int, Range(0, None)] = 0
     """Random seed of the sampling (the same seed gives the same model)."""
+
+
+def _face_grid() -> HashGridConfig:
+    # a face is ~0.2 m: 8 levels from 8 to 256 cells (1 mm at the finest), 2^14 rows a level, so the
+    # table (about 100k rows) costs little to step with Adam; the full-scene default has 6.1 M rows
+    return HashGridConfig(n_levels=8, n_features_per_level=2, log2_hashmap_size=14, base_resolution=8,
+                          max_resolution=256)
+
+
+@dataclass
+class DeformConfig:
+    """The residual deformation field of the face Gaussians (hash grid + expression -> MLP -> offsets)."""
+
+    enabled: bool = False
+    """Use it at all (off: the tracked mesh alone moves the face)."""
+    grid: HashGridConfig = field(default_factory=_face_grid)
+    """Hash grid over the neutral face's bounding box."""
+    hidden: Annotated[int, Range(4, 1024)] = 64
+    """Width of the MLP's two hidden layers."""

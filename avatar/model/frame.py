@@ -20,7 +20,8 @@ class RenderedFrame(NamedTuple):
 
 
 def render_frame(model: AvatarGaussians, verts: Tensor, viewmat: Tensor, K: Tensor, size: int,
-                 background: Tensor | None = None, backend: str = "auto") -> RenderedFrame:
+                 background: Tensor | None = None, backend: str = "auto", expr: Tensor | None = None
+                 ) -> RenderedFrame:
     """The avatar at one frame's tracked mesh and pose.
 
     Args:
@@ -28,8 +29,9 @@ def render_frame(model: AvatarGaussians, verts: Tensor, viewmat: Tensor, K: Tens
         viewmat: (4, 4) float32 camera-from-head; K: (3, 3) float32 intrinsics, pixels.
         size: S, the square image side in pixels.
         background: (S, S, 3) float32 plate composited behind the avatar, or None (black).
+        expr: (E,) float32 the frame's expression code (for the deformation field, if the model has one).
     """
-    means, quats, scales, opacities, colors = model.place(verts, viewmat)
+    means, quats, scales, opacities, colors = model.place(verts, viewmat, expr)
     rgb, alpha, meta = rasterization(means, quats, scales, opacities, colors, viewmat[None], K[None],
                                      size, size, backend=backend)
     rgb, alpha = rgb[0], alpha[0]

@@ -65,9 +65,11 @@ class AvatarGaussians(nn.Module):
     """The groups, the triangles the face group is bound to and the neutral mesh the jaw moves from."""
 
     def __init__(self, face: GaussianGroup, mouth: GaussianGroup, head: GaussianGroup, torso: GaussianGroup,
-                 faces: Tensor, mean_shape: Tensor, jaw_vertices: Tensor, rest_viewmat: Tensor):
+                 faces: Tensor, mean_shape: Tensor, jaw_vertices: Tensor, rest_viewmat: Tensor,
+                 deform: nn.Module | None = None):
         super().__init__()
         self.face, self.mouth, self.head, self.torso = face, mouth, head, torso
+        self.deform = deform  # a DeformationField (avatar.model.deform), or None
         self.register_buffer("faces", faces.long())  # (T, 3) the mesh topology the face group binds to
         self.register_buffer("mean_shape", mean_shape.float())  # (V, 3) neutral head-frame mesh, metres
         self.register_buffer("jaw_vertices", jaw_vertices.long())  # (J,) vertices whose motion is the jaw's
@@ -81,28 +83,46 @@ class AvatarGaussians(nn.Module):
         return [getattr(self, g) for g in GROUPS]
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "AvatarGaussians":
-        """A model with the group sizes and values of ``state`` (a :meth:`state_dict`), e.g. a checkpoint's."""
+    def from_state_dict(cls, state: dict, deform: nn.Module | None = None) -> "AvatarGaussians":
+        """A model with the group sizes and values of ``state`` (a :meth:`state_dict`), e.g. a checkpoint's.
+
+        ``deform``: a freshly made deformation field of the same settings when the
+        state has one (its weights are loaded from ``state``)."""
         groups = [GaussianGroup(*(state[f"{g}.{k}"] for k in PARAMS),
                                 **{b: state[f"{g}.{b}"] for b in BUFFERS}) for g in GROUPS]
-        return cls(*groups, faces=state["faces"], mean_shape=state["mean_shape"],
-                   jaw_vertices=state["jaw_vertices"], rest_viewmat=state["rest_viewmat"])
+        model = cls(*groups, faces=state["faces"], mean_shape=state["mean_shape"],
+                    jaw_vertices=state["jaw_vertices"], rest_viewmat=state["rest_viewmat"], deform=deform)
+        if deform is not None:
+            deform.load_state_dict({k[len("deform."):]: v for k, v in state.items() if k.startswith("deform.")})
+        return model
 
     def jaw_offset(self, verts: Tensor) -> Tensor:
         """(3,) metres: how far the jaw has moved from the neutral mesh in this frame (head frame)."""
         j = self.jaw_vertices
         return (verts[j] - self.mean_shape[j]).mean(0)
 
-    def place(self, verts: Tensor, viewmat: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def place(self, verts: Tensor, viewmat: Tensor, expr: Tensor | None = None
+              ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Every Gaussian for one frame: means (N, 3) metres in the head frame, quats (N, 4),
         scales (N, 3) metres, opacities (N,), colours (N, 3) RGB.
 
         Args:
             verts: (V, 3) float32 the frame's tracked head-frame mesh, metres.
             viewmat: (4, 4) float32 the frame's camera-from-head matrix.
+            expr: (E,) float32 the frame's expression code, for the deformation field
+                (None: neutral, zeros); ignored without one.
         """
-        face = bind_to_mesh(self.face.means, self.face.quats, self.face.log_scales, self.face.parent,
-                            triangle_frames(verts, self.faces))
+        f = self.face
+        means, quats, log_scales = f.means, f.quats, f.log_scales
+        face_color, face_opacity = f.color_logits, f.opacity_logits
+        if self.deform is not None:
+            neutral = bind_to_mesh(means, quats, log_scales, f.parent, triangle_frames(self.mean_shape, self.faces))
+            code = expr if expr is not None else verts.new_zeros(self.deform.n_expr)
+            d = self.deform(neutral.means, code)
+            means, log_scales = means + d.means, log_scales + d.log_scales
+            quats = quats / quats.norm(dim=-1, keepdim=True) + d.quats
+            face_color, face_opacity = face_color + d.color_logits, face_opacity + d.opacity_logits
+        face = bind_to_mesh(means, quats, log_scales, f.parent, triangle_frames(verts, self.faces))
         mouth_means = self.mouth.means + self.mouth.jaw[:, None] * self.jaw_offset(verts)
         # torso Gaussians live in the camera frame; the head has moved there by viewmat @ rest^-1
         R, t = viewmat[:3, :3], viewmat[:3, 3]
@@ -116,7 +136,7 @@ class AvatarGaussians(nn.Module):
         means = torch.cat([face.means, mouth_means, self.head.means, torso_means])
         quats = torch.cat([face.quats, self.mouth.quats, self.head.quats, torso_quats])
         scales = torch.cat([face.scales] + [torch.exp(g.log_scales) for g in (self.mouth, self.head, self.torso)])
-        groups = self.groups()
-        opacities = torch.sigmoid(torch.cat([g.opacity_logits for g in groups]))
-        colors = torch.sigmoid(torch.cat([g.color_logits for g in groups]))
+        rest = self.groups()[1:]
+        opacities = torch.sigmoid(torch.cat([face_opacity] + [g.opacity_logits for g in rest]))
+        colors = torch.sigmoid(torch.cat([face_color] + [g.color_logits for g in rest]))
         return means, quats, scales, opacities, colors

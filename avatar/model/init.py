@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from avatar.model.binding import to_triangle_local, triangle_frames
-from avatar.model.config import InitConfig
+from avatar.model.config import DeformConfig, InitConfig
+from avatar.model.deform import make_deformation_field
 from avatar.model.gaussians import AvatarGaussians, GaussianGroup
 from preprocess.face_topology import face_oval, face_triangles
 from preprocess.segmentation import LABEL_EYES, LABEL_HEAD, LABEL_MOUTH, LABEL_TORSO
@@ -42,8 +43,10 @@ MIN_FOOTPRINT_PX = 1.5
 """...and never narrower than this many pixels, so a densely sampled region has no holes either."""
 
 
-def init_avatar(subject: Subject, cfg: InitConfig = InitConfig()) -> AvatarGaussians:
-    """An untrained avatar of ``subject`` (deterministic for a given ``cfg.seed``)."""
+def init_avatar(subject: Subject, cfg: InitConfig = InitConfig(), deform: DeformConfig | None = None
+                ) -> AvatarGaussians:
+    """An untrained avatar of ``subject`` (deterministic for a given ``cfg.seed``), with a deformation
+    field of settings ``deform`` when given (it starts as the identity)."""
     rng = np.random.default_rng(cfg.seed)
     train = subject.train_frames
     frames = train[np.unique(np.linspace(0, len(train) - 1, cfg.color_frames).round().astype(int))]
@@ -54,9 +57,10 @@ def init_avatar(subject: Subject, cfg: InitConfig = InitConfig()) -> AvatarGauss
     head = _head_group(subject, views, cfg, rng)
     rest = _rest_pose(subject)
     torso = _torso_group(subject, views, rest, cfg, rng)
-    return AvatarGaussians(face, mouth, head, torso, torch.from_numpy(faces),
-                           torch.from_numpy(subject.tracking.mean_shape.astype(np.float32)),
-                           torch.tensor(CHIN_VERTICES), torch.from_numpy(rest.astype(np.float32)))
+    mean_shape = torch.from_numpy(subject.tracking.mean_shape.astype(np.float32))
+    field = None if deform is None else make_deformation_field(deform, subject.tracking.n_expr, mean_shape, cfg.seed)
+    return AvatarGaussians(face, mouth, head, torso, torch.from_numpy(faces), mean_shape,
+                           torch.tensor(CHIN_VERTICES), torch.from_numpy(rest.astype(np.float32)), field)
 
 
 class _View:

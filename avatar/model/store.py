@@ -14,8 +14,11 @@ from pathlib import Path
 
 import torch
 
+from avatar.core import config as config_io
 from avatar.core.errors import UserError
 from avatar.core.files import atomic_path
+from avatar.model.config import DeformConfig
+from avatar.model.deform import make_deformation_field
 from avatar.model.gaussians import AvatarGaussians
 from preprocess.subject import Subject
 
@@ -37,7 +40,7 @@ def save_avatar(model: AvatarGaussians, subject: Subject, summary: dict) -> Path
     path = avatar_path(subject.paths.root)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": AVATAR_FORMAT, "subject": dict(subject.manifest.stage_runs), "summary": summary,
-             "model": model.state_dict()}
+             "model": model.state_dict(), "deform": deform_settings(model)}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     return path
@@ -54,7 +57,7 @@ def load_avatar(subject: Subject) -> tuple[AvatarGaussians, dict]:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or state.get("format") != AVATAR_FORMAT:
             raise UserError(f"{path} is not an avatar of this version", f"run `avatar fit {root} --restart`")
-        model = AvatarGaussians.from_state_dict(state["model"])
+        model = model_from_state(state["model"], state["deform"])
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile,
             pickle.UnpicklingError) as e:
         raise UserError(f"{path} is damaged ({e.__class__.__name__})",
@@ -64,3 +67,19 @@ def load_avatar(subject: Subject) -> tuple[AvatarGaussians, dict]:
                         f"run `avatar fit {root} --restart` to fit the new preprocessing")
     model.eval()
     return model, state["summary"]
+
+
+def deform_settings(model: AvatarGaussians) -> dict | None:
+    """What rebuilds ``model``'s deformation field (JSON-able; None without one)."""
+    if model.deform is None:
+        return None
+    return {"config": config_io.to_dict(model.deform.cfg), "n_expr": model.deform.n_expr}
+
+
+def model_from_state(state: dict, deform: dict | None) -> AvatarGaussians:
+    """An :class:`AvatarGaussians` from its ``state_dict`` and :func:`deform_settings`."""
+    field = None
+    if deform is not None:
+        cfg = config_io.from_dict(DeformConfig, deform["config"])
+        field = make_deformation_field(cfg, int(deform["n_expr"]), state["mean_shape"], seed=0)
+    return AvatarGaussians.from_state_dict(state, field)
