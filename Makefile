@@ -7,13 +7,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   := ../shared/data
 
-.PHONY: setup toolchain test test-fast demo bench clean help
+.PHONY: setup toolchain test test-fast demo bench bench-fit clean help
 
 help:
 	@echo "make setup   create .venv and install talking-avatar into it"
 	@echo "make test    set up, then run the whole test suite (what CI runs)"
 	@echo "make demo    set up, then run what exists of the pipeline on a sample video"
 	@echo "make bench   set up, then run the benchmarks recorded in docs/benchmarks.md"
+	@echo "make bench-fit  set up, then the whole fit of cnn2 (about 46 minutes)"
 
 setup: $(STAMP)
 
@@ -55,6 +56,9 @@ bench: setup
 	$(BIN)/avatar bench preprocess
 	$(BIN)/avatar bench robustness
 	$(BIN)/avatar bench startup
+
+bench-fit: setup  # the whole fit of cnn2 (default preset): about 46 minutes on 2 cores
+	$(BIN)/avatar bench fit
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_out

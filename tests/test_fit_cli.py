@@ -89,7 +89,8 @@ def test_export_round_trips_the_avatar(may_fit, tmp_path):
 def test_an_interrupted_fit_resumes_to_the_uninterrupted_avatar(may_fit, tmp_path):
     """Ctrl-C a real `avatar fit` process after a checkpoint, run it again: the same avatar, to the bit."""
     settings = ["--config", "fast", "--set", "fit.iterations=60", "--set", "fit.checkpoint_every=10",
-                "--set", "fit.densify.start=20", "--set", "fit.densify.every=20", "--set", "fit.densify.stop_fraction=1",
+                "--set", "fit.densify.enabled=true", "--set", "fit.densify.start=20", "--set", "fit.densify.every=20",
+                "--set", "fit.densify.stop_fraction=1",
                 "--set", "fit.densify.grad_threshold=0.0002", "-q"]
     whole, parts = _bare_subject(may_fit, tmp_path / "whole"), _bare_subject(may_fit, tmp_path / "parts")
     r = run_avatar("fit", whole, *settings)
@@ -180,3 +181,14 @@ def test_a_finished_fit_run_again_takes_no_more_steps(may_fit_copy):
     state = torch.load(may_fit_copy / "fit" / "checkpoint.pt")
     assert state["iteration"] == MAY_FIT_ITERATIONS
     assert (may_fit_copy / "fit" / "avatar.pt").stat().st_mtime_ns >= before
+
+
+def test_the_fit_leaves_previews_and_a_summary(may_fit, result):
+    from avatar.core.files import read_image
+    previews = sorted(p.name for p in (may_fit / "fit" / "previews").iterdir())
+    assert previews == ["final.png", "step_001000.png"]  # preview_every 1000 of 1500 steps
+    image = read_image(may_fit / "fit" / "previews" / "final.png")
+    assert image.shape == (2 * result["size"], 3 * result["size"], 3)
+    summary = json.loads((may_fit / "fit" / "fit.json").read_text())
+    assert summary["stopped_by"] == "iterations" and summary["steps_per_second"] > 0
+    assert summary["gaussians"]["mouth"] > 0 and summary["gaussians"]["face"] >= 852

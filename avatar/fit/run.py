@@ -23,6 +23,7 @@ from avatar.core.errors import UserError
 from avatar.core.files import write_image, write_json
 from avatar.fit.config import FitConfig
 from avatar.fit.trainer import Trainer, finished, load_trainer, train
+from avatar.model.gaussians import GROUPS
 from avatar.model.store import avatar_path, fit_dir, save_avatar
 from preprocess.subject import Subject
 
@@ -65,8 +66,7 @@ def run_fit(root: str | Path, cfg: FitConfig, *, resume_only: bool = False, rest
     val = subject.val_frames
     summary = {"iterations": trainer.iteration, "training_minutes": round(trainer.elapsed_s / 60.0, 2),
                "steps_per_second": round(trainer.iteration / max(trainer.elapsed_s, 1e-9), 2),
-               "gaussians": {name: len(g) for name, g in zip(("face", "mouth", "head", "torso"),
-                                                               trainer.model.groups())},
+               "gaussians": {name: len(g) for name, g in zip(GROUPS, trainer.model.groups())},
                "val_psnr": round(trainer.psnr(val), 3) if len(val) else None,
                "stopped_by": "iterations" if trainer.iteration >= cfg.iterations else "minutes",
                "config": config_io.to_dict(cfg)}

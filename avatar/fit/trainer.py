@@ -132,7 +132,7 @@ def load_trainer(path: Path, subject: Subject, cfg: FitConfig) -> Trainer:
         raise UserError(f"the checkpoint {path} was made with other settings ({', '.join(changed)})",
                         f"use the settings it was made with, or {fix}")
     try:
-        model = model_from_state(state["model"], state["deform"])
+        model = model_from_state(state["model"], state.get("deform"))
         trainer = Trainer(subject, cfg, model)
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.strategy.load_state_dict(state["strategy"])

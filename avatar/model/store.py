@@ -57,7 +57,7 @@ def load_avatar(subject: Subject) -> tuple[AvatarGaussians, dict]:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or state.get("format") != AVATAR_FORMAT:
             raise UserError(f"{path} is not an avatar of this version", f"run `avatar fit {root} --restart`")
-        model = model_from_state(state["model"], state["deform"])
+        model = model_from_state(state["model"], state.get("deform"))
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile,
             pickle.UnpicklingError) as e:
         raise UserError(f"{path} is damaged ({e.__class__.__name__})",
