@@ -54,3 +54,18 @@ def test_a_model_with_a_field_round_trips_through_its_state():
     for a, b in zip(model.place(verts, torch.eye(4), code), again.place(verts, torch.eye(4), code)):
         torch.testing.assert_close(a, b)
     assert deform_settings(_model()) is None
+
+
+def test_the_inference_cache_follows_parameter_updates():
+    model, verts, _ = _with_field()
+    with torch.no_grad():
+        model.deform.mlp[-1].bias += 0.01
+        code = torch.randn(4)
+        first = model.place(verts, torch.eye(4), code)[0].clone()
+        assert torch.equal(model.place(verts, torch.eye(4), code)[0], first)  # cached, same answer
+        model.face.means += 0.01  # an optimiser step does this in place
+        model.deform.grid.table.mul_(2.0)
+        moved = model.place(verts, torch.eye(4), code)[0]
+        model._encoded = None
+        torch.testing.assert_close(moved, model.place(verts, torch.eye(4), code)[0])
+        assert not torch.allclose(moved, first)

@@ -58,13 +58,21 @@ class DeformationField(nn.Module):
         self.register_buffer("box_lo", lo - pad)
         self.register_buffer("box_size", (hi - lo) + 2 * pad)
 
-    def forward(self, canonical: Tensor, expr: Tensor) -> Offsets:
-        """Offsets for N Gaussians at ``canonical`` (N, 3) metres, neutral head frame, and ``expr`` (E,)."""
+    def encode(self, canonical: Tensor) -> Tensor:
+        """(N, L*F) hash-grid features of N Gaussians at ``canonical`` (N, 3) metres, neutral head frame."""
         x = ((canonical.detach() - self.box_lo) / self.box_size).clamp(0.0, 1.0)
-        features = torch.cat([self.grid(x), expr.to(x.dtype).expand(len(x), -1)], dim=-1)
+        return self.grid(x)
+
+    def offsets(self, encoded: Tensor, expr: Tensor) -> Offsets:
+        """:class:`Offsets` from :meth:`encode`'s features and the frame's expression code ``expr`` (E,)."""
+        features = torch.cat([encoded, expr.to(encoded.dtype).expand(len(encoded), -1)], dim=-1)
         out = self.mlp(features)
         self.last_output = out  # the fit's regulariser reads the last frame's offsets (graph kept)
         return Offsets(out[:, 0:3], out[:, 3:7], out[:, 7:10], out[:, 10:13], out[:, 13])
+
+    def forward(self, canonical: Tensor, expr: Tensor) -> Offsets:
+        """Offsets for N Gaussians at ``canonical`` (N, 3) metres, neutral head frame, and ``expr`` (E,)."""
+        return self.offsets(self.encode(canonical), expr)
 
 
 def make_deformation_field(cfg: DeformConfig, n_expr: int, mean_shape: Tensor, seed: int) -> DeformationField:

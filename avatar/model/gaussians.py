@@ -70,6 +70,7 @@ class AvatarGaussians(nn.Module):
         super().__init__()
         self.face, self.mouth, self.head, self.torso = face, mouth, head, torso
         self.deform = deform  # a DeformationField (avatar.model.deform), or None
+        self._encoded: tuple[tuple, Tensor] | None = None  # see _face_encoding
         self.register_buffer("faces", faces.long())  # (T, 3) the mesh topology the face group binds to
         self.register_buffer("mean_shape", mean_shape.float())  # (V, 3) neutral head-frame mesh, metres
         self.register_buffer("jaw_vertices", jaw_vertices.long())  # (J,) vertices whose motion is the jaw's
@@ -101,6 +102,23 @@ class AvatarGaussians(nn.Module):
         j = self.jaw_vertices
         return (verts[j] - self.mean_shape[j]).mean(0)
 
+    def _face_encoding(self) -> Tensor:
+        """The deformation field's grid features of the face Gaussians at the neutral mesh.
+
+        They change only when the face's local parameters or the grid table do, so
+        without gradients (rendering, a viewer) they are computed once and reused
+        until one of those tensors is modified (PyTorch's version counters say when):
+        that saves the neutral placement and the grid lookup every frame.
+        """
+        f, grid = self.face, self.deform.grid.table
+        key = (id(f.means), f.means._version, f.quats._version, f.log_scales._version, id(grid), grid._version)
+        if not torch.is_grad_enabled() and self._encoded is not None and self._encoded[0] == key:
+            return self._encoded[1]
+        neutral = bind_to_mesh(f.means, f.quats, f.log_scales, f.parent, triangle_frames(self.mean_shape, self.faces))
+        encoded = self.deform.encode(neutral.means)
+        self._encoded = (key, encoded) if not torch.is_grad_enabled() else None
+        return encoded
+
     def place(self, verts: Tensor, viewmat: Tensor, expr: Tensor | None = None
               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Every Gaussian for one frame: means (N, 3) metres in the head frame, quats (N, 4),
@@ -116,9 +134,8 @@ class AvatarGaussians(nn.Module):
         means, quats, log_scales = f.means, f.quats, f.log_scales
         face_color, face_opacity = f.color_logits, f.opacity_logits
         if self.deform is not None:
-            neutral = bind_to_mesh(means, quats, log_scales, f.parent, triangle_frames(self.mean_shape, self.faces))
             code = expr if expr is not None else verts.new_zeros(self.deform.n_expr)
-            d = self.deform(neutral.means, code)
+            d = self.deform.offsets(self._face_encoding(), code)
             means, log_scales = means + d.means, log_scales + d.log_scales
             quats = quats / quats.norm(dim=-1, keepdim=True) + d.quats
             face_color, face_opacity = face_color + d.color_logits, face_opacity + d.opacity_logits
