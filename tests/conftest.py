@@ -190,8 +190,9 @@ def may_fit(tmp_path_factory, may_video) -> Path:
     """may_5s.mp4 fitted once with the fast preset, ``avatar fit VIDEO --out DIR --config fast``, and
     evaluated, ``avatar eval DIR`` (so ``fit/eval.json`` and ``fit/eval.mp4`` are there). Read-only."""
     out = tmp_path_factory.mktemp("may_fit") / "subject"
+    # a generous budget: the steps, not the machine's speed, decide what the tests see
     r = run_avatar("fit", may_video, "--out", out, "--config", "fast", "--set",
-                   f"fit.iterations={MAY_FIT_ITERATIONS}", "-q")
+                   f"fit.iterations={MAY_FIT_ITERATIONS}", "--minutes", "600", "-q")
     assert r.returncode == 0, r.stderr
     r = run_avatar("eval", out, "--json", "-q")
     assert r.returncode == 0, r.stderr

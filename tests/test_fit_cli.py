@@ -95,7 +95,8 @@ def test_an_interrupted_fit_resumes_to_the_uninterrupted_avatar(may_fit, tmp_pat
     whole, parts = _bare_subject(may_fit, tmp_path / "whole"), _bare_subject(may_fit, tmp_path / "parts")
     r = run_avatar("fit", whole, *settings)
     assert r.returncode == 0, r.stderr
-    proc = subprocess.Popen([str(AVATAR), "fit", str(parts), *settings], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([str(AVATAR), "fit", str(parts), *settings], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     checkpoint = parts / "fit" / "checkpoint.pt"
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -116,6 +117,12 @@ def test_an_interrupted_fit_resumes_to_the_uninterrupted_avatar(may_fit, tmp_pat
     sizes = {k: len(v) for k, v in a["model"].items() if k.endswith(".means")}
     init = init_avatar(Subject(whole), load_config("fast").fit.init)
     assert sum(sizes.values()) != len(init), "densification did not run, so the test proves less than it says"
+
+
+def _default_sigint():
+    """In the child: Ctrl-C raises KeyboardInterrupt even when pytest runs as a background job (which
+    starts with SIGINT ignored, and Python then keeps it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _bare_subject(may_fit, dst):

@@ -238,8 +238,9 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, may_video):
     out = tmp_path / "subject"
     args = ["preprocess", str(may_video), "--out", str(out), "--config", "fast"]
     assert AVATAR.exists(), f"the avatar console script is not installed at {AVATAR}"
+    # default SIGINT in the child even when pytest runs as a background job (SIGINT ignored there)
     proc = subprocess.Popen([str(AVATAR), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not (out / ".stages" / "landmarks.json").exists() and time.time() < deadline:
         time.sleep(0.05)
