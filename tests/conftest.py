@@ -152,6 +152,15 @@ def may_tracking(may_landmarks):
     return _read_only(fit_tracking(lm.points, lm.valid, size, size, TrackingConfig()))
 
 
+def _kept_read_only(root: Path, name: str):
+    """Yield ``root`` to the session, then fail if any test changed a file in it (use with ``yield from``)."""
+    before = _snapshot(root)
+    yield root
+    after = _snapshot(root) if root.exists() else {}
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"a test modified the shared {name} folder: {changed[:10]}"
+
+
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in sorted(root.rglob("*")) if p.is_file()}
@@ -168,11 +177,7 @@ def may_subject(tmp_path_factory, may_video) -> Path:
     out = tmp_path_factory.mktemp("may_subject") / "subject"
     r = run_avatar("preprocess", may_video, "--out", out)
     assert r.returncode == 0, r.stderr
-    before = _snapshot(out)
-    yield out
-    after = _snapshot(out) if out.exists() else {}
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    assert not changed, f"a test modified the shared may_subject folder: {changed[:10]}"
+    yield from _kept_read_only(out, "may_subject")
 
 
 @pytest.fixture
@@ -196,16 +201,10 @@ def may_fit(tmp_path_factory, may_video) -> Path:
     assert r.returncode == 0, r.stderr
     r = run_avatar("eval", out, "--json", "-q")
     assert r.returncode == 0, r.stderr
-    before = _snapshot(out)
-    yield out
-    after = _snapshot(out) if out.exists() else {}
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    assert not changed, f"a test modified the shared may_fit folder: {changed[:10]}"
+    yield from _kept_read_only(out, "may_fit")
 
 
 @pytest.fixture
 def may_fit_copy(may_fit, tmp_path) -> Path:
     """A fresh copy of ``may_fit`` for a test that writes into it."""
-    dst = tmp_path / "subject"
-    shutil.copytree(may_fit, dst)
-    return dst
+    return Path(shutil.copytree(may_fit, tmp_path / "subject", symlinks=True))

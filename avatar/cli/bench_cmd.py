@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from avatar.cli.options import add_config_options
+from avatar.cli.options import add_config_options, minutes_override
 
 
 def add_parser(sub, common) -> None:
@@ -122,16 +122,13 @@ def run_robustness(args) -> int:
 
 
 def run_fit_bench(args) -> int:
-    import dataclasses
-
     from avatar.fit.bench import bench_fit
     from avatar.settings import load_config
     from preprocess.bench import default_video
 
-    cfg = load_config(args.config, args.overrides)
-    fit_cfg = cfg.fit if args.minutes is None else dataclasses.replace(cfg.fit, minutes=args.minutes)
+    cfg = load_config(args.config, args.overrides + minutes_override(args.minutes))
     result = {"machine": _machine()}
-    result.update(bench_fit(args.video or default_video(), cfg.preprocess, fit_cfg, out=args.out))
+    result.update(bench_fit(args.video or default_video(), cfg.preprocess, cfg.fit, out=args.out))
     _print(result, args.json)
     return 0
 

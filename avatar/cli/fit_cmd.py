@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from avatar.cli.options import add_config_options
+from avatar.cli.options import add_config_options, minutes_override
 
 
 def add_parser(sub, common) -> None:
@@ -31,7 +31,6 @@ def add_parser(sub, common) -> None:
 
 
 def run(args) -> int:
-    import dataclasses
     import logging
 
     from avatar.fit.run import run_fit
@@ -39,20 +38,12 @@ def run(args) -> int:
     from avatar.settings import load_config
 
     log = logging.getLogger("avatar")
-    cfg = load_config(args.config, args.overrides)
-    fit_cfg = cfg.fit if args.minutes is None else dataclasses.replace(cfg.fit, minutes=_minutes(args.minutes))
+    cfg = load_config(args.config, args.overrides + minutes_override(args.minutes))
     root = _subject_root(args, cfg)
-    trainer = run_fit(root, fit_cfg, resume_only=args.resume, restart=args.restart)
+    trainer = run_fit(root, cfg.fit, resume_only=args.resume, restart=args.restart)
     log.info("avatar ready: %s (%d steps in %.1f min, %d Gaussians); `avatar eval %s` measures it",
              avatar_path(root), trainer.iteration, trainer.elapsed_s / 60, len(trainer.model), root)
     return 0
-
-
-def _minutes(value: float) -> float:
-    from avatar.core.errors import UserError
-    if not value > 0:
-        raise UserError(f"--minutes {value:g} is not a positive number of minutes", "give e.g. --minutes 10")
-    return value
 
 
 def _subject_root(args, cfg) -> Path:

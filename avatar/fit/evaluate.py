@@ -21,6 +21,7 @@ It also writes ``fit/eval.mp4``: real | rendered | error, with the sound.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def evaluate(root: str | Path, *, video: bool = True, frames: int | None = None)
     audio = subject.paths.audio if subject.paths.audio.exists() and contiguous else None
     writer = SideBySideWriter(out / "eval.mp4", subject.size, subject.fps, audio=audio,
                               audio_start_s=float(val[0]) / subject.fps) if video else None
-    with torch.no_grad(), (writer if writer is not None else _Nothing()):
+    with torch.no_grad(), (writer if writer is not None else contextlib.nullcontext()):
         for i in progress(val, desc="eval", unit="frame"):
             i = int(i)
             rgb = render_frame(model, verts[i], viewmats[i], K, subject.size, plate, expr=expr[i]).rgb
@@ -129,14 +130,6 @@ def _summarise(rows: list[dict]) -> dict:
         out[key] = round(float(np.mean(values)), 4) if values else None
     out["lmd_frames"] = sum(r["lmd"] is not None for r in rows)
     return out
-
-
-class _Nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 POSE_DEG_PER_UNIT = 2.0
