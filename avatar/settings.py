@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from avatar.fit.config import FitConfig
+from avatar.motion.config import MotionConfig
 from preprocess.config import PreprocessConfig
 
 
@@ -23,6 +24,8 @@ class AvatarConfig:
     """Video -> subject folder (avatar preprocess)."""
     fit: FitConfig = field(default_factory=FitConfig)
     """Subject folder -> fitted Gaussian avatar (avatar fit)."""
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    """Speech -> per-frame expression, blinks and head pose (avatar motion)."""
 
     RETIRED = {"render": "the render section is gone until the renderer has settings (avatar render, "
                          "a later release); remove it from your YAML file"}

@@ -54,7 +54,7 @@ _PHONE_INDEX = {p: i for i, p in enumerate(PHONES)} | {"+NSN+": 1, "+SPN+": 1}
 
 def compute_audio_features(wav: np.ndarray, sample_rate: int, n_frames: int | None = None,
                            cfg: AudioFeatureConfig = AudioFeatureConfig(),
-                           fps: float = 25.0) -> dict[str, np.ndarray]:
+                           fps: float = 25.0, phones: bool = True) -> dict[str, np.ndarray]:
     """Frame-aligned features of a waveform (module docstring lists the keys and units).
 
     Args:
@@ -65,6 +65,7 @@ def compute_audio_features(wav: np.ndarray, sample_rate: int, n_frames: int | No
             audio, ``ceil(duration * fps)``.
         cfg: feature settings.
         fps: video frame rate the features are aligned to (a subject's ``decode.fps``).
+        phones: also the phone posteriors (most of the time; audio-to-motion does without them).
     """
     r = cfg.rows_per_frame(fps)
     audio = _to_mono_16k(wav, sample_rate)
@@ -74,29 +75,45 @@ def compute_audio_features(wav: np.ndarray, sample_rate: int, n_frames: int | No
     if n_frames < 1:
         raise ValueError(f"n_frames must be at least 1, got {n_frames}")
     audio = _fit_length(audio, n_frames * frame_len)
+    out = acoustic_features(audio, n_frames, cfg, fps)
+    out["vad"] = voice_activity(out["energy_db"], out["voicing"], cfg, fps).astype(np.float32)
+    if phones:
+        # one frame of margin keeps plosive and fricative onsets that precede the voiced seed
+        active = np.repeat(ndimage.binary_dilation(out["vad"] > 0), r)
+        post_hi = phone_posteriors(audio, active, cfg)
+        out["phone_post"] = _normalise_rows(post_hi.reshape(n_frames, r, -1).mean(axis=1)).astype(np.float32)
+        out["phone_post_hi"] = post_hi.astype(np.float32)
+    return out
 
+
+def acoustic_features(audio: np.ndarray, n_frames: int, cfg: AudioFeatureConfig = AudioFeatureConfig(),
+                      fps: float = 25.0) -> dict[str, np.ndarray]:
+    """mel, mel_hi, f0_hz, f0_hi_hz, voicing, energy_db, energy_hi_db of exactly ``n_frames`` frames.
+
+    ``audio``: (n_frames * 16000 / fps,) float32 mono at 16 kHz. Mel and
+    energy rows depend only on samples within half an analysis window (16 ms),
+    so a stream that computes a stretch with a few frames of margin gets the
+    whole clip's values; Praat's pitch also chooses its path over the whole
+    stretch, so a stream's pitch agrees closely, not exactly.
+    """
+    r = cfg.rows_per_frame(fps)
     mel_power_hi = _mel_power(audio, n_frames * r, cfg)
     f0_hi = _pitch_hi(audio, n_frames * r, cfg)
-    energy_hi = _rms_db(audio.reshape(n_frames * r, -1))
-    energy = _rms_db(audio.reshape(n_frames, -1))
-    voiced = (f0_hi > 0).reshape(n_frames, r)
-    voicing = voiced.mean(axis=1)
-    vad = voice_activity(energy, voicing, cfg, fps)
-    # one frame of margin keeps plosive and fricative onsets that precede the voiced seed
-    active = np.repeat(ndimage.binary_dilation(vad > 0), r)
-    post_hi = phone_posteriors(audio, active, cfg)
+    voicing = (f0_hi > 0).reshape(n_frames, r).mean(axis=1)
     return {
         "mel": np.log(mel_power_hi.reshape(n_frames, r, -1).mean(axis=1) + cfg.log_floor).astype(np.float32),
         "mel_hi": np.log(mel_power_hi + cfg.log_floor).astype(np.float32),
         "f0_hz": _frame_f0(f0_hi.reshape(n_frames, r), voicing).astype(np.float32),
         "f0_hi_hz": f0_hi.astype(np.float32),
         "voicing": voicing.astype(np.float32),
-        "energy_db": energy.astype(np.float32),
-        "energy_hi_db": energy_hi.astype(np.float32),
-        "vad": vad.astype(np.float32),
-        "phone_post": _normalise_rows(post_hi.reshape(n_frames, r, -1).mean(axis=1)).astype(np.float32),
-        "phone_post_hi": post_hi.astype(np.float32),
+        "energy_db": _rms_db(audio.reshape(n_frames, -1)).astype(np.float32),
+        "energy_hi_db": _rms_db(audio.reshape(n_frames * r, -1)).astype(np.float32),
     }
+
+
+def to_mono_16k(wav: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(T,) float32 mono at 16 kHz from (T,) or (T, C) audio at any rate (integer PCM is scaled to [-1, 1])."""
+    return _to_mono_16k(wav, sample_rate)
 
 
 def _to_mono_16k(wav: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -208,3 +208,14 @@ def may_fit(tmp_path_factory, may_video) -> Path:
 def may_fit_copy(may_fit, tmp_path) -> Path:
     """A fresh copy of ``may_fit`` for a test that writes into it."""
     return Path(shutil.copytree(may_fit, tmp_path / "subject", symlinks=True))
+
+
+@pytest.fixture(scope="session")
+def may_motion(tmp_path_factory, may_fit) -> Path:
+    """``may_fit`` with its motion model trained (``avatar motion`` on hallo_1.wav, default settings, whose
+    output is ``motion_hallo.json`` beside the folder). Read-only."""
+    out = Path(shutil.copytree(may_fit, tmp_path_factory.mktemp("may_motion") / "subject", symlinks=True))
+    r = run_avatar("motion", data_file("audio", "hallo_1.wav"), "--subject", out,
+                   "--out", out.parent / "motion_hallo.json", "-q")
+    assert r.returncode == 0, r.stderr
+    yield from _kept_read_only(out, "may_motion")

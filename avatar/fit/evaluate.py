@@ -9,6 +9,9 @@ Metrics (one JSON object, ``fit/eval.json``):
 - ``lmd``: mouth landmark distance, pixels at 512x512 (frames of another size
   are resized to 512 first, so numbers compare across presets);
 - ``csim``: identity similarity (see :mod:`avatar.fit.metrics`);
+- ``mouth_corr``: Pearson correlation over time of the inner-lip opening of the
+  rendered and the real frames (dlib's points 60-67, in the real frame's box);
+  with tracked expressions it is the ceiling for the audio-driven number;
 - ``frames``, ``render_fps``: frames judged, and renders per second (placement,
   rasterisation and compositing, no gradients) on this machine, timed in a
   separate steady-state pass over up to :data:`FPS_FRAMES` frames (after a
@@ -33,7 +36,7 @@ from pytorch_msssim import ssim
 from avatar.core.errors import UserError
 from avatar.core.progress import progress
 from avatar.fit.data import TrainingFrames, head_and_neck
-from avatar.fit.metrics import FaceMetrics, psnr
+from avatar.fit.metrics import FaceMetrics, inner_lip_opening, lmd_of, mouth_corr, psnr
 from avatar.fit.video import SideBySideWriter
 from avatar.model.frame import render_frame
 from avatar.model.store import fit_dir, load_avatar
@@ -56,12 +59,7 @@ def evaluate(root: str | Path, *, video: bool = True, frames: int | None = None)
     """
     subject = Subject(root)
     model, _ = load_avatar(subject)
-    val = subject.val_frames
-    if len(val) == 0:
-        raise UserError(f"{root} has no validation frames to judge the avatar on",
-                        "preprocess it again with --set preprocess.val_fraction=0.1 (the default)")
-    if frames is not None and len(val) > frames:
-        val = val[np.unique(np.linspace(0, len(val) - 1, frames).round().astype(int))]
+    val = pick_frames(subject, frames)
     t = subject.tracking
     verts, viewmats = torch.from_numpy(t.verts), torch.from_numpy(t.viewmats)
     expr = torch.from_numpy(t.expr.astype(np.float32))
@@ -81,14 +79,25 @@ def evaluate(root: str | Path, *, video: bool = True, frames: int | None = None)
             rgb = render_frame(model, verts[i], viewmats[i], K, subject.size, plate, expr=expr[i]).rgb
             rendered = (rgb.clamp(0, 1) * 255).round().byte().numpy()
             frame = data[i]
-            rows.append(_frame_metrics(frame, rendered, faces))
+            rows.append(frame_metrics(frame, rendered, faces))
             if writer is not None:
                 writer.write(frame.image, rendered)
-    result = _summarise(rows)
+    result = summarise(rows)
     render = lambda i: render_frame(model, verts[i], viewmats[i], K, subject.size, plate, expr=expr[i])  # noqa: E731
     result.update(frames=len(rows), render_fps=round(render_fps(render, [int(i) for i in val]), 1),
                   size=subject.size, gaussians=len(model))
     return result
+
+
+def pick_frames(subject: Subject, frames: int | None) -> np.ndarray:
+    """The validation frames to judge: all, or ``frames`` of them evenly spread; UserError when there are none."""
+    val = subject.val_frames
+    if len(val) == 0:
+        raise UserError(f"{subject.paths.root} has no validation frames to judge the avatar on",
+                        "preprocess it again with --set preprocess.val_fraction=0.1 (the default)")
+    if frames is not None and len(val) > frames:
+        val = val[np.unique(np.linspace(0, len(val) - 1, frames).round().astype(int))]
+    return val
 
 
 @torch.no_grad()
@@ -103,32 +112,40 @@ def render_fps(render, frames: list[int]) -> float:
     return FPS_FRAMES / (time.perf_counter() - t0)
 
 
-def _frame_metrics(frame, rendered: np.ndarray, faces: FaceMetrics) -> dict:
+def frame_metrics(frame, rendered: np.ndarray, faces: FaceMetrics) -> dict:
+    """One frame's metrics (psnr, psnr_head, psnr_mouth, psnr_face, ssim, lmd, csim) of (S, S, 3) uint8 ``rendered``."""
     real = frame.image
     head = head_and_neck(frame)
     mouth = frame.mouth
     a = torch.from_numpy(real).permute(2, 0, 1)[None].float() / 255.0
     b = torch.from_numpy(rendered).permute(2, 0, 1)[None].float() / 255.0
-    big_real, big_rendered = _metric_size(real), _metric_size(rendered)
+    big_real, big_rendered = metric_size(real), metric_size(rendered)
+    pair = faces.landmark_pair(big_real, big_rendered)
     return {"psnr": psnr(real, rendered), "psnr_head": psnr(real, rendered, head),
             "psnr_mouth": psnr(real, rendered, mouth) if mouth.any() else None,
             "psnr_face": psnr(real, rendered, head & ~mouth),
             "ssim": float(ssim(a, b, data_range=1.0)),
-            "lmd": faces.lmd(big_real, big_rendered), "csim": faces.csim(big_real, big_rendered)}
+            "lmd": None if pair is None else lmd_of(*pair), "csim": faces.csim(big_real, big_rendered),
+            "open_real": np.nan if pair is None else inner_lip_opening(pair[0]),
+            "open_rendered": np.nan if pair is None else inner_lip_opening(pair[1])}
 
 
-def _metric_size(image: np.ndarray) -> np.ndarray:
+def metric_size(image: np.ndarray) -> np.ndarray:
+    """``image`` resized to METRIC_SIZE square (as is when it already is)."""
     if image.shape[0] == METRIC_SIZE:
         return image
     return cv2.resize(image, (METRIC_SIZE, METRIC_SIZE), interpolation=cv2.INTER_CUBIC)
 
 
-def _summarise(rows: list[dict]) -> dict:
+def summarise(rows: list[dict]) -> dict:
+    """Means over frames of :func:`frame_metrics` rows (None entries skipped), plus ``lmd_frames``."""
     out = {}
     for key in ("psnr", "psnr_head", "psnr_face", "psnr_mouth", "ssim", "lmd", "csim"):
         values = [r[key] for r in rows if r[key] is not None and np.isfinite(r[key])]
         out[key] = round(float(np.mean(values)), 4) if values else None
     out["lmd_frames"] = sum(r["lmd"] is not None for r in rows)
+    corr = mouth_corr(np.array([r["open_real"] for r in rows]), np.array([r["open_rendered"] for r in rows]))
+    out["mouth_corr"] = None if corr is None else round(corr, 4)
     return out
 
 

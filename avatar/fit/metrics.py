@@ -20,6 +20,8 @@ import numpy as np
 
 MOUTH = slice(48, 68)
 """The 20 mouth points of dlib's 68-point layout."""
+INNER_TOP, INNER_BOTTOM = (61, 62, 63), (67, 66, 65)
+"""dlib's inner-lip point pairs, upper and lower lip."""
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -46,13 +48,17 @@ class FaceMetrics:
         shape = self.predict(_uint8(image), box)
         return np.array([(p.x, p.y) for p in shape.parts()], np.float64)
 
-    def lmd(self, real: np.ndarray, rendered: np.ndarray) -> float | None:
-        """Mouth landmark distance, pixels; None when no face is found in the real frame."""
+    def landmark_pair(self, real: np.ndarray, rendered: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(68, 2) landmarks of both frames, predicted in the real frame's face box; None without a face."""
         box = self.face_box(real)
         if box is None:
             return None
-        return float(np.linalg.norm(self.landmarks(real, box)[MOUTH] - self.landmarks(rendered, box)[MOUTH],
-                                    axis=-1).mean())
+        return self.landmarks(real, box), self.landmarks(rendered, box)
+
+    def lmd(self, real: np.ndarray, rendered: np.ndarray) -> float | None:
+        """Mouth landmark distance, pixels; None when no face is found in the real frame."""
+        pair = self.landmark_pair(real, rendered)
+        return None if pair is None else lmd_of(*pair)
 
     def csim(self, real: np.ndarray, rendered: np.ndarray) -> float | None:
         """Cosine similarity of the face embeddings; None when either frame shows no face."""
@@ -65,6 +71,25 @@ class FaceMetrics:
             vectors.append(np.asarray(self.embed.compute_face_descriptor(img, self.predict(img, box))))
         a, b = vectors
         return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def lmd_of(real: np.ndarray, rendered: np.ndarray) -> float:
+    """Mean distance, pixels, of the 20 mouth points of two (68, 2) landmark sets."""
+    return float(np.linalg.norm(real[MOUTH] - rendered[MOUTH], axis=-1).mean())
+
+
+def inner_lip_opening(points: np.ndarray) -> float:
+    """Mean inner-lip gap, pixels, of (68, 2) dlib landmarks (pairs 61-67, 62-66, 63-65)."""
+    return float(np.linalg.norm(points[list(INNER_TOP)] - points[list(INNER_BOTTOM)], axis=-1).mean())
+
+
+def mouth_corr(real: np.ndarray, rendered: np.ndarray) -> float | None:
+    """Pearson correlation over time of two (F,) inner-lip opening tracks (NaN frames skipped);
+    None when either is constant or shorter than 3 frames."""
+    ok = np.isfinite(real) & np.isfinite(rendered)
+    if ok.sum() < 3 or np.std(real[ok]) == 0 or np.std(rendered[ok]) == 0:
+        return None
+    return float(np.corrcoef(real[ok], rendered[ok])[0, 1])
 
 
 @functools.lru_cache(maxsize=1)

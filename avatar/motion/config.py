@@ -1,0 +1,53 @@
+"""Settings of audio-to-motion (light: no heavy imports, like every stage's config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from avatar.core.config import Range
+
+POSE_MODES = ("replay", "audio", "still")
+"""Head pose sources: the training video's poses looped, generated from the speech, or held still."""
+
+
+@dataclass
+class PredictorConfig:
+    """The audio-to-expression network and how it is trained on the subject."""
+
+    width: Annotated[int, Range(8, 1024)] = 128
+    """Channels of the temporal convolutions."""
+    dropout: Annotated[float, Range(0.0, 0.9)] = 0.1
+    """Dropout after every layer while training."""
+    steps: Annotated[int, Range(1, 1_000_000)] = 800
+    """Training steps."""
+    batch: Annotated[int, Range(1, 4096)] = 16
+    """Windows per step."""
+    window: Annotated[int, Range(8, 4096)] = 64
+    """Frames per training window (plus the network's context and look-ahead)."""
+    lr: Annotated[float, Range(0.0, 1.0, lo_open=True)] = 2e-3
+    """Peak learning rate (one-cycle schedule)."""
+    weight_decay: Annotated[float, Range(0.0, 10.0)] = 1e-2
+    """AdamW weight decay."""
+    velocity_weight: Annotated[float, Range(0.0, 100.0)] = 1.0
+    """Weight of the frame-to-frame change error against the per-frame error."""
+    aug_vtlp: Annotated[float, Range(0.0, 0.5)] = 0.12
+    """Vocal tract length warp of the mel axis: factor drawn from 1 +- this."""
+    aug_tilt: Annotated[float, Range(0.0, 10.0)] = 0.3
+    """Std-dev of a random spectral tilt, in normalised log-mel units from the lowest to the highest band."""
+    aug_noise: Annotated[float, Range(0.0, 10.0)] = 0.1
+    """Std-dev of noise added to the normalised log-mel."""
+    aug_level_db: Annotated[float, Range(0.0, 60.0)] = 3.0
+    """Std-dev of a random level offset, dB."""
+    aug_pitch_st: Annotated[float, Range(0.0, 24.0)] = 1.0
+    """Std-dev of a random pitch offset, semitones."""
+
+
+@dataclass
+class MotionConfig:
+    """Audio -> per-frame expression, blinks and head pose (avatar motion)."""
+
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    """The audio-to-expression network."""
+    seed: Annotated[int, Range(0, 2**31 - 1)] = 0
+    """Seed of training and of the generated blinks and head motion."""

@@ -1,0 +1,130 @@
+"""Train the audio-to-expression predictor on a subject's own video: its tracked expressions are the targets.
+
+The loss is the weighted mean squared *vertex* error of the predicted
+expression (lower face 1, upper face 0.3, eyes 0: blinks do not come from
+audio; :func:`avatar.motion.face.vertex_weights`), in mm^2, plus the same on
+frame-to-frame changes (so the mouth keeps its speed instead of a smoothed
+average). Augmentations make other voices look like the subject's: a random
+vocal-tract-length warp of the mel axis, a random spectral tilt, pitch and
+level offsets, and noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from avatar.core.progress import progress
+from avatar.motion.config import PredictorConfig
+from avatar.motion.predictor import AudioToExpression, predict_clip
+
+
+@dataclass
+class TrainingData:
+    """One subject's features and targets."""
+
+    features: np.ndarray
+    """(F, D) float32 normalised audio features."""
+    expr: np.ndarray
+    """(F, K) float32 tracked expressions."""
+    usable: np.ndarray
+    """(F,) bool frames whose targets count (tracked face, in the training part)."""
+    metric: np.ndarray
+    """(K, K) float32 weighted vertex metric (:func:`avatar.motion.face.weighted_metric`)."""
+    n_mels: int
+    rows_per_frame: int
+
+
+def train_predictor(data: TrainingData, cfg: PredictorConfig, seed: int = 0,
+                    desc: str = "motion") -> AudioToExpression:
+    """A trained :class:`AudioToExpression` (deterministic for a given seed and thread count)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = AudioToExpression(data.features.shape[1], data.expr.shape[1], cfg.width, cfg.dropout)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    x_all = torch.from_numpy(data.features)
+    y_all = torch.from_numpy(data.expr)
+    metric = torch.from_numpy(data.metric)
+    margin = model.context + model.lookahead
+    starts = _window_starts(data.usable, cfg.window)
+    if len(starts) == 0:
+        raise ValueError("no training window: the clip is shorter than one window of tracked frames")
+    model.train()
+    bar = progress(range(cfg.steps), desc=desc, unit="step")
+    for _ in bar:
+        idx = rng.choice(starts, size=cfg.batch)
+        x = torch.stack([_padded_window(x_all, s, cfg.window, model.context, model.lookahead) for s in idx])
+        y = torch.stack([y_all[s:s + cfg.window] for s in idx])
+        mask = torch.from_numpy(np.stack([data.usable[s:s + cfg.window] for s in idx])).float()
+        x = _augment(x, data.n_mels, data.rows_per_frame, cfg, rng)
+        pred = model(x)[:, model.context:model.context + cfg.window]
+        loss = _vertex_loss(pred - y, metric, mask, cfg.velocity_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    del margin
+    model.eval()
+    return model
+
+
+def vertex_error(model: AudioToExpression, data: TrainingData, frames: np.ndarray) -> float:
+    """Weighted RMS vertex error, mm, of the predictions on ``frames`` (int indices)."""
+    pred = predict_clip(model, data.features)
+    d = (pred - data.expr)[frames]
+    return float(np.sqrt(np.einsum("fk,kl,fl->f", d, data.metric, d).mean()))
+
+
+def _window_starts(usable: np.ndarray, window: int) -> np.ndarray:
+    """Window start frames whose window is mostly usable (at least 80 %)."""
+    if len(usable) < window:
+        return np.zeros(0, int)
+    counts = np.convolve(usable.astype(float), np.ones(window), mode="valid")
+    return np.flatnonzero(counts >= 0.8 * window)
+
+
+def _padded_window(x: torch.Tensor, start: int, window: int, before: int, after: int) -> torch.Tensor:
+    """Rows ``start - before .. start + window + after`` of (F, D) x, edges repeated (as whole-clip inference)."""
+    idx = torch.arange(start - before, start + window + after).clamp(0, len(x) - 1)
+    return x[idx]
+
+
+def _vertex_loss(d: torch.Tensor, metric: torch.Tensor, mask: torch.Tensor, velocity_weight: float) -> torch.Tensor:
+    """Weighted vertex MSE (mm^2) of coefficient errors d (B, T, K), plus of their frame differences."""
+    per_frame = torch.einsum("btk,kl,btl->bt", d, metric, d)
+    loss = (per_frame * mask).sum() / mask.sum().clamp_min(1.0)
+    dv = d[:, 1:] - d[:, :-1]
+    mv = mask[:, 1:] * mask[:, :-1]
+    vel = torch.einsum("btk,kl,btl->bt", dv, metric, dv)
+    return loss + velocity_weight * (vel * mv).sum() / mv.sum().clamp_min(1.0)
+
+
+def _augment(x: torch.Tensor, n_mels: int, r: int, cfg: PredictorConfig, rng: np.random.Generator) -> torch.Tensor:
+    """Random speaker and channel changes on (B, T, D) normalised features (layout of avatar.motion.features)."""
+    b, t, _ = x.shape
+    hi_dim = r * (n_mels + 3)  # the high-rate rows come first; frame-level columns after them are left alone
+    rows = x[..., :hi_dim].reshape(b, t, r, n_mels + 3).clone()
+    mel = rows[..., :n_mels]
+    warp = rng.uniform(1.0 - cfg.aug_vtlp, 1.0 + cfg.aug_vtlp, size=b)
+    bands = np.arange(n_mels, dtype=np.float64)
+    for i in range(b):  # vocal tract length: resample the band axis
+        src = np.clip(bands * warp[i], 0, n_mels - 1)
+        lo = np.floor(src).astype(int)
+        hi = np.minimum(lo + 1, n_mels - 1)
+        frac = torch.from_numpy((src - lo).astype(np.float32))
+        mel[i] = mel[i][..., lo] * (1 - frac) + mel[i][..., hi] * frac
+    tilt = torch.from_numpy(rng.normal(0, cfg.aug_tilt, size=(b, 1, 1, 1)).astype(np.float32))
+    mel += tilt * torch.linspace(-1, 1, n_mels)
+    mel += torch.from_numpy(rng.normal(0, cfg.aug_noise, size=mel.shape).astype(np.float32))
+    rows[..., n_mels] += torch.from_numpy(rng.normal(0, cfg.aug_level_db / 10.0, size=(b, 1, 1)).astype(np.float32))
+    voiced = rows[..., n_mels + 2] > 0.5
+    shift = torch.from_numpy(rng.normal(0, cfg.aug_pitch_st / 12.0, size=(b, 1, 1)).astype(np.float32))
+    rows[..., n_mels + 1] = torch.where(voiced, rows[..., n_mels + 1] + shift, rows[..., n_mels + 1])
+    rows[..., :n_mels] = mel
+    return torch.cat([rows.reshape(b, t, -1), x[..., hi_dim:]], dim=-1)

@@ -1,0 +1,180 @@
+"""Audio-to-motion parts on their own: predictor windows and look-ahead, features, blinks, pose, motion files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from avatar.core.errors import UserError
+from avatar.motion.blinks import BlinkModel
+from avatar.motion.face import CHANNELS
+from avatar.motion.generate import silence_weight
+from avatar.motion.motion_file import Motion, load_motion, save_motion
+from avatar.motion.pose import MeanPose, OneEuroFilter, replay, stabilise
+from avatar.motion.predictor import AudioToExpression, predict_clip
+
+
+@pytest.fixture(scope="module")
+def net() -> AudioToExpression:
+    torch.manual_seed(0)
+    return AudioToExpression(20, 6, width=16).eval()
+
+
+def test_windowed_prediction_equals_one_pass_no_seams(net):
+    x = np.random.default_rng(0).normal(size=(1000, 20)).astype(np.float32)
+    whole = predict_clip(net, x, window=100_000)
+    windowed = predict_clip(net, x, window=37)
+    np.testing.assert_allclose(windowed, whole, atol=1e-5)
+
+
+def test_output_depends_on_lookahead_frames_and_no_later(net):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 20)).astype(np.float32)
+    base = predict_clip(net, x)
+    t = 100
+    later = x.copy()
+    later[t + net.lookahead + 1:] = rng.normal(size=later[t + net.lookahead + 1:].shape)
+    np.testing.assert_allclose(predict_clip(net, later)[:t + 1], base[:t + 1], atol=1e-5)
+    within = x.copy()
+    within[t + net.lookahead] += 5.0
+    assert np.abs(predict_clip(net, within)[t] - base[t]).max() > 1e-4
+    assert net.lookahead == 5  # 200 ms at 25 fps: the stated streaming look-ahead
+
+
+def test_long_clip_runs_in_windows(net):
+    x = np.random.default_rng(2).normal(size=(15000, 20)).astype(np.float32)  # 10 minutes at 25 fps
+    out = predict_clip(net, x, window=2000)
+    assert out.shape == (15000, 6) and np.isfinite(out).all()
+    np.testing.assert_allclose(out[1990:2010], predict_clip(net, x[1000:3000])[990:1010], atol=1e-5)
+
+
+def test_blinks_follow_rate_and_shape():
+    fps = 25.0
+    rng = np.random.default_rng(0)
+    n = 1500
+    eye = np.full((n, 2), 0.3) + rng.normal(0, 0.005, (n, 2))
+    for c in range(40, n - 10, 100):  # a blink every 4 s, 3 frames deep
+        eye[c - 1:c + 2] = [[0.15, 0.15], [0.04, 0.05], [0.15, 0.15]]
+    model = BlinkModel.fit(eye, fps)
+    assert abs(model.rate_per_min - 15.0) < 1.0
+    assert model.depth.max() < 0.3 and model.profile.argmax() == len(model.profile) // 2
+    long = model.generate(25 * 600, rate=1.0, seed=3)
+    closed = (long.mean(1) < 0.5 * model.open_level.mean())
+    blinks = np.sum(closed[1:] & ~closed[:-1])
+    assert 130 <= blinks <= 170  # about 15 a minute over 10 minutes
+    doubled = model.generate(25 * 600, rate=2.0, seed=3)
+    closed2 = doubled.mean(1) < 0.5 * model.open_level.mean()
+    assert np.sum(closed2[1:] & ~closed2[:-1]) > 1.6 * blinks
+    np.testing.assert_allclose(model.generate(100, rate=0.0), np.tile(model.open_level, (100, 1)))
+
+
+def test_replay_loops_without_jumps():
+    rng = np.random.default_rng(0)
+    track = np.cumsum(rng.normal(0, 0.1, (50, 6)), axis=0)
+    out = replay(track, 500)
+    assert len(out) == 500
+    np.testing.assert_array_equal(out[:50], track)
+    assert np.abs(np.diff(out, axis=0)).max() <= np.abs(np.diff(track, axis=0)).max() + 1e-12
+
+
+def test_mean_pose_round_trip():
+    from scipy.spatial.transform import Rotation
+    rng = np.random.default_rng(0)
+    v = np.tile(np.eye(4, dtype=np.float32), (20, 1, 1))
+    v[:, :3, :3] = Rotation.from_rotvec(rng.normal(0, 0.1, (20, 3))).as_matrix()
+    v[:, :3, 3] = [0, 0, 0.6] + rng.normal(0, 0.01, (20, 3))
+    mean = MeanPose.of(v)
+    np.testing.assert_allclose(mean.viewmats(mean.deviations(v)), v, atol=1e-5)
+
+
+def test_stabiliser_removes_jitter_without_lag():
+    fps = 25.0
+    t = np.arange(200) / fps
+    motion = np.c_[np.where(t > 4, 10.0 * (t - 4), 0.0), np.zeros((200, 5))]  # still, then a fast turn
+    noisy = motion + np.random.default_rng(0).normal(0, 0.3, motion.shape)
+    smooth = stabilise(noisy, fps)
+    still = t < 3.5
+    assert np.diff(smooth[still, 0]).std() < 0.3 * np.diff(noisy[still, 0]).std()
+    moving = t > 5
+    assert np.abs(smooth[moving, 0] - motion[moving, 0]).mean() < 0.3  # no lag: a lag of 1 frame is 0.4
+    causal = OneEuroFilter(fps)
+    online = np.array([causal(x)[0] for x in noisy])
+    assert np.abs(online[moving] - motion[moving, 0]).mean() < 1.5  # the streaming filter lags a little
+
+
+def test_silence_weight_closes_long_pauses_only():
+    fps = 25.0
+    vad = np.ones(200)
+    vad[40:44] = 0  # 0.16 s: a break inside a phrase
+    vad[60:70] = 0  # 0.4 s
+    vad[100:150] = 0  # 2 s
+    w = silence_weight(vad, fps)
+    assert w[40:44].max() == 0.0
+    assert 0.0 < w[60:70].max() < 1.0
+    assert w[110:145].min() == 1.0 and w[100:105].max() == 0.0 and w[149] < 1.0
+    assert w[:40].max() == 0.0 and w[150:].max() == 0.0
+
+
+def _motion(n=30, k=5) -> Motion:
+    from scipy.spatial.transform import Rotation
+    rng = np.random.default_rng(0)
+    v = np.tile(np.eye(4, dtype=np.float32), (n, 1, 1))
+    v[:, :3, :3] = Rotation.from_rotvec(rng.normal(0, 0.1, (n, 3))).as_matrix()
+    v[:, :3, 3] = [0.01, -0.02, 0.6]
+    return Motion(25.0, rng.normal(size=(n, k)).astype(np.float32), v,
+                  rng.uniform(size=(n, len(CHANNELS))).astype(np.float32),
+                  rng.normal(size=(n, 478, 3)).astype(np.float32), {"audio": "x.wav"})
+
+
+@pytest.mark.parametrize("suffix", [".json", ".csv", ".npz"])
+def test_motion_file_round_trip(tmp_path, suffix):
+    m = _motion()
+    path = save_motion(m, tmp_path / f"m{suffix}")
+    back = load_motion(path)
+    assert back.fps == m.fps and len(back) == len(m)
+    np.testing.assert_allclose(back.expr, m.expr, atol=1e-6)
+    np.testing.assert_allclose(back.viewmats, m.viewmats, atol=1e-6)
+    np.testing.assert_allclose(back.channels, m.channels, atol=1e-6)
+    if suffix == ".npz":
+        np.testing.assert_array_equal(back.verts, m.verts)
+    if suffix != ".csv":
+        assert back.meta == m.meta
+
+
+def test_motion_json_has_named_channels(tmp_path):
+    path = save_motion(_motion(), tmp_path / "m.json")
+    d = json.loads(path.read_text())
+    assert set(CHANNELS) <= set(d["channels"]) and {"jawOpen", "eyeBlinkLeft", "browInnerUp"} <= set(CHANNELS)
+    assert set(d["head"]) == {"head_pitch_deg", "head_yaw_deg", "head_roll_deg", "head_x_m", "head_y_m", "head_z_m"}
+    header = (save_motion(_motion(), tmp_path / "m.csv")).read_text().splitlines()[0].split(",")
+    assert header[:3] == ["frame", "time_s", "jawOpen"] and "expr_4" in header
+
+
+def test_motion_file_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_motion(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(UserError, match="not a readable motion file"):
+        load_motion(bad)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(UserError, match="not a readable motion file"):
+        load_motion(other)
+    with pytest.raises(UserError, match="cannot write a motion file"):
+        save_motion(_motion(), tmp_path / "m.txt")
+    assert not (tmp_path / "m.txt").exists()
+
+
+def test_blink_track_is_the_same_in_pieces():
+    from avatar.motion.blinks import BlinkTrack
+    eye = np.full((500, 2), 0.3)
+    eye[100:103] = eye[200:203] = eye[350:353] = 0.05
+    model = BlinkModel.fit(eye, 25.0)
+    whole = model.generate(700, rate=1.5, seed=4)
+    track = BlinkTrack(model, rate=1.5, seed=4)
+    pieces = np.concatenate([track.take(k) for k in [1, 7, 3, 100, 89, 500]])
+    np.testing.assert_array_equal(pieces, whole)
