@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   := ../shared/data
 
-.PHONY: setup toolchain test test-fast demo bench bench-fit clean help
+.PHONY: setup toolchain test test-fast demo bench bench-fit pretrain clean help
 
 help:
 	@echo "make setup   create .venv and install talking-avatar into it"
@@ -15,6 +15,7 @@ help:
 	@echo "make demo    set up, then run what exists of the pipeline on a sample video"
 	@echo "make bench   set up, then run the benchmarks recorded in docs/benchmarks.md"
 	@echo "make bench-fit  set up, then the whole fit of cnn2 (about 46 minutes)"
+	@echo "make pretrain   rebuild the shipped multispeaker motion prior from ../shared/data/multispeaker"
 
 setup: $(STAMP)
 
@@ -59,6 +60,9 @@ bench: setup
 
 bench-fit: setup  # the whole fit of cnn2 (default preset): about 46 minutes on 2 cores
 	$(BIN)/avatar bench fit
+
+pretrain: setup  # preprocess the multispeaker clips (cached in build/) and train avatar/motion/prior.pt
+	$(BIN)/python -m avatar.motion.pretrain
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_out

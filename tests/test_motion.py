@@ -178,3 +178,27 @@ def test_blink_track_is_the_same_in_pieces():
     track = BlinkTrack(model, rate=1.5, seed=4)
     pieces = np.concatenate([track.take(k) for k in [1, 7, 3, 100, 89, 500]])
     np.testing.assert_array_equal(pieces, whole)
+
+
+def test_prior_folds_into_a_subject_predictor():
+    from types import SimpleNamespace
+
+    from avatar.motion.pretrain import Prior, prior_to_subject, subject_predictor
+
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    mean = rng.normal(0, 0.05, (478, 3)).astype(np.float32)
+    tracking = SimpleNamespace(mean_shape=mean, expr_basis=rng.normal(0, 1e-3, (7, 478, 3)).astype(np.float32))
+    prior = Prior(AudioToExpression(20, 4, width=16).eval(), rng.normal(0, 0.01, (4, 478, 3)).astype(np.float32), {})
+    m = prior_to_subject(prior.basis, tracking)
+    assert m.shape == (4, 7)
+    x = rng.normal(size=(60, 20)).astype(np.float32)
+    np.testing.assert_allclose(predict_clip(subject_predictor(prior, tracking), x),
+                               predict_clip(prior.predictor, x) @ m, rtol=1e-4, atol=1e-5)
+    # a shared displacement that the subject's basis can make exactly is mapped exactly
+    e = rng.normal(size=7).astype(np.float32)
+    from avatar.motion.face import vertex_weights
+    from avatar.motion.pretrain import _span
+    w = np.sqrt(vertex_weights(mean))[:, None]
+    shared = (np.einsum("k,kvc->vc", e, tracking.expr_basis) * w / _span(mean))[None]
+    np.testing.assert_allclose(prior_to_subject(shared, tracking, ridge=0.0)[0], e, rtol=1e-3, atol=1e-3)

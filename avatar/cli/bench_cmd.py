@@ -1,4 +1,4 @@
-"""``avatar bench raster|preprocess|robustness|fit|startup``: the benchmarks behind docs/benchmarks.md."""
+"""``avatar bench raster|preprocess|robustness|fit|motion|startup``: the benchmarks behind docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -52,6 +52,17 @@ def add_parser(sub, common) -> None:
     ft.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_config_options(ft)
     ft.set_defaults(func=run_fit_bench)
+
+    mo = which.add_parser("motion", parents=[common], help="audio-to-motion speed, whole clip and streaming",
+                          description="Seconds of `avatar motion` for 60 s of other speakers' speech (features, "
+                                      "predictor, the rest) and the streaming latency per 40 ms chunk "
+                                      "(issue #11's targets: 10 s, predictor under 1 s, 200 ms + look-ahead).")
+    mo.add_argument("subject", type=Path, help="a subject folder (its motion model is trained if missing)")
+    mo.add_argument("audio", type=Path, nargs="?", default=None,
+                    help="speech to use (default: 60 s of ../shared/data/audio)")
+    mo.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_config_options(mo)
+    mo.set_defaults(func=run_motion_bench)
 
     st = which.add_parser("startup", parents=[common], help="start-up time of `avatar --help` and `avatar config`",
                           description="Wall time of fresh `avatar --help` and `avatar config` processes "
@@ -129,6 +140,17 @@ def run_fit_bench(args) -> int:
     cfg = load_config(args.config, args.overrides + minutes_override(args.minutes))
     result = {"machine": _machine()}
     result.update(bench_fit(args.video or default_video(), cfg.preprocess, cfg.fit, out=args.out))
+    _print(result, args.json)
+    return 0
+
+
+def run_motion_bench(args) -> int:
+    from avatar.motion.bench import bench_motion
+    from avatar.settings import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    result = {"machine": _machine()}
+    result.update(bench_motion(args.subject, args.audio, cfg.motion))
     _print(result, args.json)
     return 0
 

@@ -19,7 +19,7 @@ class PredictorConfig:
     """Channels of the temporal convolutions."""
     dropout: Annotated[float, Range(0.0, 0.9)] = 0.1
     """Dropout after every layer while training."""
-    steps: Annotated[int, Range(1, 1_000_000)] = 800
+    steps: Annotated[int, Range(0, 1_000_000)] = 800
     """Training steps."""
     batch: Annotated[int, Range(1, 4096)] = 16
     """Windows per step."""
@@ -43,11 +43,17 @@ class PredictorConfig:
     """Std-dev of a random pitch offset, semitones."""
 
 
+PRIOR_USES = ("finetune", "none", "only")
+"""How a subject uses the shipped multispeaker prior."""
+
+
 @dataclass
 class MotionConfig:
     """Audio -> per-frame expression, blinks and head pose (avatar motion)."""
 
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     """The audio-to-expression network."""
+    prior: str = "none"
+    """Multispeaker prior (from `make pretrain`): none (the subject alone; measured better), finetune (start from it), only."""
     seed: Annotated[int, Range(0, 2**31 - 1)] = 0
     """Seed of training and of the generated blinks and head motion."""

@@ -22,7 +22,7 @@ from avatar.core import config as config_io
 from avatar.core.errors import UserError
 from avatar.core.files import atomic_path
 from avatar.motion.blinks import BlinkModel
-from avatar.motion.config import MotionConfig
+from avatar.motion.config import PRIOR_USES, MotionConfig
 from avatar.motion.face import ChannelCalibration, EyelidModel, vertex_weights, weighted_metric
 from avatar.motion.features import SpeakerLevels, normalised_features
 from avatar.motion.pose import MeanPose, ProsodyPoseModel, prosody_drivers, stabilise
@@ -79,7 +79,7 @@ def train_motion(subject: Subject, cfg: MotionConfig) -> SubjectMotion:
     metric = weighted_metric(t.expr_basis, vertex_weights(t.mean_shape))
     data = TrainingData(x, t.expr.astype(np.float32), usable, metric, feats.mel.shape[1], feats.rows_per_frame)
     t0 = time.perf_counter()
-    predictor = train_predictor(data, cfg.predictor, seed=cfg.seed)
+    predictor = _predictor(data, cfg, t)
     seconds = time.perf_counter() - t0
     train = subject.train_frames
     mean_pose = MeanPose.of(t.viewmats[train])
@@ -96,6 +96,31 @@ def train_motion(subject: Subject, cfg: MotionConfig) -> SubjectMotion:
         blinks=BlinkModel.fit(t.eye_open[train], subject.fps),
         pose=ProsodyPoseModel.fit(deviations[train], drivers[train]), mean_pose=mean_pose,
         replay=deviations[train], fps=subject.fps, summary=summary)
+
+
+def _predictor(data: TrainingData, cfg: MotionConfig, tracking) -> AudioToExpression:
+    """The subject's predictor: trained alone, fine-tuned from the multispeaker prior, or the prior as is."""
+    import dataclasses
+
+    from avatar.motion.pretrain import load_prior, subject_predictor
+
+    if cfg.prior not in PRIOR_USES:
+        raise UserError(f"motion.prior {cfg.prior!r} is not one of {', '.join(PRIOR_USES)}",
+                        "set --set motion.prior=finetune (the default)")
+    prior = load_prior() if cfg.prior != "none" else None
+    if prior is None:
+        if cfg.prior != "none":
+            raise UserError(f"motion.prior={cfg.prior}, but this installation has no multispeaker prior",
+                            "run `make pretrain` (needs ../shared/data/multispeaker) or use motion.prior=none")
+        return train_predictor(data, cfg.predictor, seed=cfg.seed)
+    if prior.predictor.in_dim != data.features.shape[1]:
+        log.warning("the multispeaker prior was trained on other audio features (%d values a frame, these have "
+                    "%d): training the subject's predictor alone", prior.predictor.in_dim, data.features.shape[1])
+        return train_predictor(data, cfg.predictor, seed=cfg.seed)
+    init = subject_predictor(prior, tracking)
+    steps = 0 if cfg.prior == "only" else cfg.predictor.steps
+    pcfg = dataclasses.replace(cfg.predictor, steps=steps, width=prior.predictor.width)
+    return train_predictor(data, pcfg, seed=cfg.seed, init=init)
 
 
 def rest_expression(expr: np.ndarray, mouth_open: np.ndarray, vad: np.ndarray) -> np.ndarray:

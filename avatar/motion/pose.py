@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-
 AR_ORDER = 2
 """Order of the autoregressive model of each pose channel."""
 

@@ -110,6 +110,19 @@ def prior_to_subject(basis: np.ndarray, tracking, ridge: float = 1e-3) -> np.nda
     return np.linalg.solve(normal, design @ target.T.astype(np.float64)).T.astype(np.float32)
 
 
+def subject_predictor(prior: Prior, tracking) -> AudioToExpression:
+    """The prior as a predictor of the subject's expression coefficients (its last layer mapped through
+    :func:`prior_to_subject`): where a subject's own training starts."""
+    p = prior.predictor
+    m = torch.from_numpy(prior_to_subject(prior.basis, tracking))  # (P, K)
+    net = AudioToExpression(p.in_dim, m.shape[1], p.width)
+    state = {k: v for k, v in p.state_dict().items() if not k.startswith("out.")}
+    state["out.weight"] = m.T @ p.out.weight.detach()
+    state["out.bias"] = p.out.bias.detach() @ m
+    net.load_state_dict(state)
+    return net.eval()
+
+
 def build_prior(roots: list[Path], cfg: PredictorConfig, seed: int = 0) -> Prior:
     """Shared PCA + a predictor trained on all subjects in ``roots`` (each one clip)."""
     from preprocess.subject import Subject
@@ -123,7 +136,7 @@ def build_prior(roots: list[Path], cfg: PredictorConfig, seed: int = 0) -> Prior
         disps.append(shared_displacements(s.tracking).reshape(s.n_frames, -1))
         u = np.zeros(s.n_frames, bool)
         u[s.tracking.valid] = True
-        u[-1] = False  # clips are joined end to end: no window spans two speakers' boundary unnoticed
+        u[:10] = u[-10:] = False  # clips are joined end to end: keep windows off the joins
         usable.append(u)
     allx = np.concatenate(disps)
     mean = allx.mean(0)

@@ -37,12 +37,19 @@ class TrainingData:
     rows_per_frame: int
 
 
-def train_predictor(data: TrainingData, cfg: PredictorConfig, seed: int = 0,
-                    desc: str = "motion") -> AudioToExpression:
-    """A trained :class:`AudioToExpression` (deterministic for a given seed and thread count)."""
+def train_predictor(data: TrainingData, cfg: PredictorConfig, seed: int = 0, desc: str = "motion",
+                    init: AudioToExpression | None = None) -> AudioToExpression:
+    """A trained :class:`AudioToExpression` (deterministic for a given seed and thread count).
+
+    ``init``: start from this network (its shapes must match; it is not changed).
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = AudioToExpression(data.features.shape[1], data.expr.shape[1], cfg.width, cfg.dropout)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
+    if cfg.steps == 0:
+        return model.eval()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     x_all = torch.from_numpy(data.features)
