@@ -41,6 +41,10 @@ class PredictorConfig:
     """Std-dev of a random level offset, dB."""
     aug_pitch_st: Annotated[float, Range(0.0, 24.0)] = 1.0
     """Std-dev of a random pitch offset, semitones."""
+    aug_band_mask: Annotated[int, Range(0, 256)] = 0
+    """Most adjacent mel bands set to zero per window (SpecAugment's frequency mask; 0 = off)."""
+    aug_time_mask: Annotated[int, Range(0, 1024)] = 0
+    """Most consecutive frames whose mel is set to zero per window (SpecAugment's time mask; 0 = off)."""
 
 
 PRIOR_USES = ("finetune", "none", "only")

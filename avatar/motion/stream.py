@@ -40,6 +40,8 @@ HISTORY_S = 60.0
 PRIOR_FRAMES = 50
 """The subject's own levels weigh like this many frames of speech in the running speaker levels."""
 _KEYS = ("mel", "mel_hi", "f0_hz", "f0_hi_hz", "voicing", "energy_db", "energy_hi_db")
+_HIGH_RATE = ("mel_hi", "f0_hi_hz", "energy_hi_db")
+"""Keys with ``rows_per_frame`` rows a frame, kept as (r, ...) per frame."""
 
 
 class MotionStream:
@@ -63,7 +65,7 @@ class MotionStream:
         self._energy, self._voicing = [], []  # history for voice activity, from frame _hist_frame
         self._hist_frame = 0
         self._emitted = 0
-        self._levels = _RunningLevels(model.levels)
+        self._levels = _RunningLevels(model.levels, int(HISTORY_S * self.fps))
         self._blinks = BlinkTrack(model.blinks, controls.blink_rate, controls.seed)
         self._pose_track = ProsodyPoseTrack(model.pose, controls.seed)
         self._pose_filter = OneEuroFilter(self.fps)
@@ -108,8 +110,7 @@ class MotionStream:
         f = acoustic_features(a, available - lo, self.cfg, self.fps)
         keep = slice(self._n_feat - lo, stop - lo)
         for k in _KEYS:
-            rows = f[k].reshape(available - lo, -1, *f[k].shape[1:]) if k.endswith("_hi") or k.endswith("hi_hz") \
-                or k.endswith("hi_db") else f[k]
+            rows = f[k].reshape(available - lo, -1, *f[k].shape[1:]) if k in _HIGH_RATE else f[k]
             self._feats[k].extend(rows[keep])
         self._energy.extend(f["energy_db"][keep])
         self._voicing.extend(f["voicing"][keep])
@@ -195,8 +196,8 @@ class MotionStream:
 class _RunningLevels:
     """Speaker levels over the speech heard so far, starting from the subject's own."""
 
-    def __init__(self, prior: SpeakerLevels):
-        self.prior = prior
+    def __init__(self, prior: SpeakerLevels, limit: int):
+        self.prior, self.limit = prior, limit
         self.n = 0
         self.sum_mel = np.zeros_like(prior.mel_mean, dtype=np.float64)
         self.sum_sq = 0.0
@@ -212,8 +213,7 @@ class _RunningLevels:
         self.energies.append(float(energy_db))
         if f0_hz > 0:
             self.f0s.append(float(f0_hz))
-        limit = int(HISTORY_S * 25)
-        del self.energies[:-limit], self.f0s[:-limit]
+        del self.energies[:-self.limit], self.f0s[:-self.limit]
 
     def current(self) -> SpeakerLevels:
         w0, n = PRIOR_FRAMES, self.n

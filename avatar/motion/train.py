@@ -133,5 +133,14 @@ def _augment(x: torch.Tensor, n_mels: int, r: int, cfg: PredictorConfig, rng: np
     voiced = rows[..., n_mels + 2] > 0.5
     shift = torch.from_numpy(rng.normal(0, cfg.aug_pitch_st / 12.0, size=(b, 1, 1)).astype(np.float32))
     rows[..., n_mels + 1] = torch.where(voiced, rows[..., n_mels + 1] + shift, rows[..., n_mels + 1])
+    for i in range(b):
+        if cfg.aug_band_mask > 0:
+            width = int(rng.integers(0, cfg.aug_band_mask + 1))
+            lo = int(rng.integers(0, n_mels - width + 1))
+            mel[i, ..., lo:lo + width] = 0.0
+        if cfg.aug_time_mask > 0:
+            width = int(rng.integers(0, cfg.aug_time_mask + 1))
+            lo = int(rng.integers(0, t - width + 1))
+            mel[i, lo:lo + width] = 0.0
     rows[..., :n_mels] = mel
     return torch.cat([rows.reshape(b, t, -1), x[..., hi_dim:]], dim=-1)
