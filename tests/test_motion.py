@@ -111,11 +111,18 @@ def test_silence_weight_closes_long_pauses_only():
     vad[40:44] = 0  # 0.16 s: a break inside a phrase
     vad[60:70] = 0  # 0.4 s
     vad[100:150] = 0  # 2 s
-    w = silence_weight(vad, fps)
+    w = silence_weight(vad < 0.5, fps)
     assert w[40:44].max() == 0.0
     assert 0.0 < w[60:70].max() < 1.0
     assert w[110:145].min() == 1.0 and w[100:105].max() == 0.0 and w[149] < 1.0
     assert w[:40].max() == 0.0 and w[150:].max() == 0.0
+
+
+def test_only_quiet_frames_count_as_silence():
+    from avatar.motion.generate import silent_frames
+    vad = np.array([1, 0, 0, 0, 1.0])
+    energy = np.array([-20, -30, -60, -100, -20.0])
+    np.testing.assert_array_equal(silent_frames(vad, energy, speech_db=-22.0), [False, False, True, True, False])
 
 
 def _motion(n=30, k=5) -> Motion:

@@ -32,7 +32,7 @@ from preprocess.subject import Subject
 
 log = logging.getLogger(__name__)
 
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
 """Bumped whenever an older motion model could be misread."""
 
 
@@ -61,6 +61,8 @@ class SubjectMotion:
     replay: np.ndarray
     """(T, 6) float64 the tracked pose deviations (see :mod:`avatar.motion.pose`), for ``--pose replay``."""
     fps: float
+    mouth_speed: float
+    """The subject's mean frame-to-frame change of mouth opening (inner-lip gap / width) while speaking."""
     summary: dict
     """How it was trained and how it did on the validation frames (JSON-able)."""
 
@@ -95,7 +97,14 @@ def train_motion(subject: Subject, cfg: MotionConfig) -> SubjectMotion:
         eyelids=EyelidModel.fit(t, train), calibration=ChannelCalibration.fit(t.verts[train]),
         blinks=BlinkModel.fit(t.eye_open[train], subject.fps),
         pose=ProsodyPoseModel.fit(deviations[train], drivers[train]), mean_pose=mean_pose,
-        replay=deviations[train], fps=subject.fps, summary=summary)
+        replay=deviations[train], fps=subject.fps,
+        mouth_speed=speech_mouth_speed(t.mouth_open[train], feats.vad[train] > 0.5), summary=summary)
+
+
+def speech_mouth_speed(mouth_open: np.ndarray, speaking: np.ndarray) -> float:
+    """Mean |change| per frame of (F,) mouth opening over consecutive speaking frames ((F,) bool)."""
+    both = speaking[1:] & speaking[:-1]
+    return float(np.abs(np.diff(mouth_open))[both].mean()) if both.any() else 0.0
 
 
 def _predictor(data: TrainingData, cfg: MotionConfig, tracking) -> AudioToExpression:
@@ -171,7 +180,7 @@ def _arrays(d: dict) -> dict:
 
 def _to_state(m: SubjectMotion, identity: dict) -> dict:
     p = m.predictor
-    return {"identity": identity, "summary": m.summary, "fps": m.fps,
+    return {"identity": identity, "summary": m.summary, "fps": m.fps, "mouth_speed": m.mouth_speed,
             "predictor": {"in_dim": p.in_dim, "out_dim": p.out_dim, "width": p.width, "state": p.state_dict()},
             "levels": {"mel_mean": torch.from_numpy(m.levels.mel_mean), "mel_std": m.levels.mel_std,
                        "speech_db": m.levels.speech_db, "f0_median_hz": m.levels.f0_median_hz},
@@ -198,4 +207,5 @@ def _from_state(s: dict) -> SubjectMotion:
         eyelids=EyelidModel(**_arrays(s["eyelids"])), calibration=ChannelCalibration(**_arrays(s["calibration"])),
         blinks=BlinkModel(**_arrays(s["blinks"]), fps=float(s["fps"])),
         pose=ProsodyPoseModel(**_arrays(s["pose"])), mean_pose=MeanPose(**_arrays(s["mean_pose"])),
-        replay=s["replay"].numpy(), fps=float(s["fps"]), summary=dict(s["summary"]))
+        replay=s["replay"].numpy(), fps=float(s["fps"]), mouth_speed=float(s["mouth_speed"]),
+        summary=dict(s["summary"]))

@@ -10,7 +10,8 @@ window, so both agree, except where whole-clip statistics are not known yet:
 - the speaker's levels (mean log-mel, speech level, median pitch) are running
   estimates over what was heard, starting from the subject's own;
 - voice activity thresholds come from the last :data:`HISTORY_S` seconds;
-- Praat's pitch is computed on the window (its path finder sees less).
+- Praat's pitch is computed on the window (its path finder sees less);
+- the articulation gain follows the predicted mouth speed so far (from 1).
 
 Head pose ``audio`` is filtered causally (a One-Euro filter) instead of
 forward-backward. Memory is bounded: nothing older than the history is kept.
@@ -25,7 +26,7 @@ import torch
 
 from avatar.motion.blinks import BlinkTrack
 from avatar.motion.features import SpeakerLevels, normalised_features
-from avatar.motion.generate import Controls, audio_config, silence_weight
+from avatar.motion.generate import MAX_GAIN, Controls, audio_config, silence_weight, silent_frames
 from avatar.motion.model import SubjectMotion
 from avatar.motion.motion_file import Motion
 from avatar.motion.pose import OneEuroFilter, ProsodyPoseTrack, prosody_drivers, replay
@@ -69,7 +70,8 @@ class MotionStream:
         self._blinks = BlinkTrack(model.blinks, controls.blink_rate, controls.seed)
         self._pose_track = ProsodyPoseTrack(model.pose, controls.seed)
         self._pose_filter = OneEuroFilter(self.fps)
-        self._vad_cache = np.zeros(0, np.float32)
+        self._speed_sum, self._speed_n = PRIOR_FRAMES * model.mouth_speed, PRIOR_FRAMES  # articulation gain 1
+        self._last_open, self._last_speaking = 0.0, False
 
     @property
     def latency_frames(self) -> int:
@@ -161,9 +163,11 @@ class MotionStream:
         x = normalised_features(window, self._levels.current())
         with torch.no_grad():
             expr = p(torch.from_numpy(x)[None])[0, p.context:p.context + n].numpy()
-        expr = m.rest_expr + self.controls.mouth_amplitude * (expr - m.rest_expr)
+        gain = self._articulation_gain(expr, window.vad[p.context:p.context + n] > 0.5)
+        expr = m.rest_expr + gain * self.controls.mouth_amplitude * (expr - m.rest_expr)
         ease_frames = np.arange(max(0, start - 60), min(stop + p.lookahead, self._n_feat))
-        ease = silence_weight(vad_of(ease_frames), self.fps)
+        energy = np.asarray(self._energy)[np.clip(ease_frames - self._hist_frame, 0, len(self._energy) - 1)]
+        ease = silence_weight(silent_frames(vad_of(ease_frames), energy, self._levels.current().speech_db), self.fps)
         w = ease[start - ease_frames[0]:stop - ease_frames[0]]
         expr = expr + w[:, None] * (m.rest_expr - expr)
         expr = m.eyelids.apply(expr, self._blinks.take(n), self.mean_shape)
@@ -174,6 +178,21 @@ class MotionStream:
         self._trim()
         return Motion(self.fps, expr.astype(np.float32), viewmats, m.calibration(verts), verts.astype(np.float32),
                       {"start_frame": start, "lookahead_ms": round(1000 * self.latency_frames / self.fps, 1)})
+
+    def _articulation_gain(self, expr: np.ndarray, speaking: np.ndarray) -> float:
+        """The whole clip's articulation gain, from the predicted mouth speed so far (starting at gain 1)."""
+        from preprocess.face_model import mouth_openness
+
+        opening = mouth_openness(self.mean_shape + np.einsum("fk,kvc->fvc", expr, self.basis))
+        for o, sp in zip(opening, speaking):
+            if sp and self._last_speaking:
+                self._speed_sum += abs(o - self._last_open)
+                self._speed_n += 1
+            self._last_open, self._last_speaking = o, sp
+        speed = self._speed_sum / self._speed_n
+        if speed <= 0 or self.model.mouth_speed <= 0:
+            return 1.0
+        return float(np.clip(self.model.mouth_speed / speed, 1.0, MAX_GAIN))
 
     def _pose(self, start: int, stop: int, window, lo: int) -> np.ndarray:
         n = stop - start
