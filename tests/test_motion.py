@@ -118,13 +118,6 @@ def test_silence_weight_closes_long_pauses_only():
     assert w[:40].max() == 0.0 and w[150:].max() == 0.0
 
 
-def test_only_quiet_frames_count_as_silence():
-    from avatar.motion.generate import silent_frames
-    vad = np.array([1, 0, 0, 0, 1.0])
-    energy = np.array([-20, -30, -60, -100, -20.0])
-    np.testing.assert_array_equal(silent_frames(vad, energy, speech_db=-22.0), [False, False, True, True, False])
-
-
 def _motion(n=30, k=5) -> Motion:
     from scipy.spatial.transform import Rotation
     rng = np.random.default_rng(0)

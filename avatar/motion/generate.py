@@ -6,9 +6,9 @@ The order of the steps is the point:
 2. they are scaled about the subject's rest expression by the articulation
    gain (:func:`articulation_gain`: the mouth moves as fast as the subject's
    own while speaking) times the mouth-amplitude control;
-3. once a silence (no voice, :data:`SILENCE_BELOW_SPEECH_DB` below the speech
-   level) has lasted :data:`SILENCE_HOLD_S` the face eases to the rest
-   expression (closed, still mouth), until just before speech returns;
+3. once a pause (no voice activity) has lasted :data:`SILENCE_HOLD_S` the face
+   eases to the rest expression (closed, still mouth), until just before
+   speech returns;
 4. the lids are set to the blink track (generated, or a given one);
 5. head pose comes from the chosen mode, scaled by the head-motion amount, stabilised.
 """
@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from avatar.core import config as config_io
 from avatar.core.errors import UserError
-from avatar.motion.features import SpeakerLevels, normalised_features
+from avatar.motion.features import normalised_features
 from avatar.motion.model import SubjectMotion
 from avatar.motion.motion_file import Motion
 from avatar.motion.config import POSE_MODES
@@ -32,10 +32,6 @@ from avatar.motion.pose import prosody_drivers, replay, stabilise
 from avatar.motion.predictor import predict_clip
 from preprocess.subject import Subject
 
-SILENCE_BELOW_SPEECH_DB = 25.0
-"""Only frames this far below the speaker's speech level (and without voice) count as silence for easing:
-the subject's own pauses over room tone are the predictor's to shape (closing them on cnn2 lowered held-out
-mouth correlation from 0.58 to 0.52); digital silence, a TTS voice's gaps and quiet rooms are not."""
 SILENCE_HOLD_S = 0.2
 """A pause lets the face ease to rest only after it has lasted this long (short breaks inside phrases keep
 what the predictor says)..."""
@@ -121,8 +117,7 @@ def motion_from_features(model: SubjectMotion, subject: Subject, feats, controls
     expr = predict_clip(model.predictor, normalised_features(feats))  # levels measured on the clip, as below
     gain = articulation_gain(model, subject, expr, feats.vad > 0.5)
     expr = model.rest_expr + gain * controls.mouth_amplitude * (expr - model.rest_expr)
-    levels = SpeakerLevels.measure(feats.mel, feats.energy_db, feats.f0_hz, feats.vad)
-    ease = silence_weight(silent_frames(feats.vad, feats.energy_db, levels.speech_db), model.fps)
+    ease = silence_weight(feats.vad < 0.5, model.fps)
     expr = expr + ease[:, None] * (model.rest_expr - expr)
     if eye_open is None:
         eye_open = model.blinks.generate(n, controls.blink_rate, controls.seed)
@@ -166,15 +161,10 @@ def head_poses(model: SubjectMotion, feats, n: int, controls: Controls) -> np.nd
     return model.mean_pose.viewmats(controls.head_motion * dev)
 
 
-def silent_frames(vad: np.ndarray, energy_db: np.ndarray, speech_db: float) -> np.ndarray:
-    """(F,) bool: no voice and at least SILENCE_BELOW_SPEECH_DB below the speech level (dBFS)."""
-    return (vad < 0.5) & (energy_db < speech_db - SILENCE_BELOW_SPEECH_DB)
-
-
 def silence_weight(silent: np.ndarray, fps: float) -> np.ndarray:
     """(F,) float32 in [0, 1]: how far the face eases to rest; 1 inside long silences, 0 elsewhere.
 
-    ``silent``: (F,) bool (:func:`silent_frames`). Frame ``t``'s weight depends on
+    ``silent``: (F,) bool, no voice activity. Frame ``t``'s weight depends on
     frames up to ``t + SILENCE_EASE_S`` only, within the predictor's look-ahead,
     so streaming gets the same weights.
     """

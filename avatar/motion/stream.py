@@ -26,7 +26,7 @@ import torch
 
 from avatar.motion.blinks import BlinkTrack
 from avatar.motion.features import SpeakerLevels, normalised_features
-from avatar.motion.generate import MAX_GAIN, Controls, audio_config, silence_weight, silent_frames
+from avatar.motion.generate import MAX_GAIN, Controls, audio_config, silence_weight
 from avatar.motion.model import SubjectMotion
 from avatar.motion.motion_file import Motion
 from avatar.motion.pose import OneEuroFilter, ProsodyPoseTrack, prosody_drivers, replay
@@ -166,8 +166,7 @@ class MotionStream:
         gain = self._articulation_gain(expr, window.vad[p.context:p.context + n] > 0.5)
         expr = m.rest_expr + gain * self.controls.mouth_amplitude * (expr - m.rest_expr)
         ease_frames = np.arange(max(0, start - 60), min(stop + p.lookahead, self._n_feat))
-        energy = np.asarray(self._energy)[np.clip(ease_frames - self._hist_frame, 0, len(self._energy) - 1)]
-        ease = silence_weight(silent_frames(vad_of(ease_frames), energy, self._levels.current().speech_db), self.fps)
+        ease = silence_weight(vad_of(ease_frames) < 0.5, self.fps)
         w = ease[start - ease_frames[0]:stop - ease_frames[0]]
         expr = expr + w[:, None] * (m.rest_expr - expr)
         expr = m.eyelids.apply(expr, self._blinks.take(n), self.mean_shape)
