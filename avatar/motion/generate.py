@@ -96,7 +96,7 @@ def audio_features(path: str | Path, subject: Subject) -> SimpleNamespace:
     if len(wav) < MIN_SPEECH_S * 16000:
         raise UserError(f"{path} is {len(wav) / 16000:.2f} s long, too short to say anything",
                         f"give at least {MIN_SPEECH_S} s of speech")
-    feats = compute_audio_features(wav, 16000, None, audio_config(subject), fps=subject.fps)
+    feats = compute_audio_features(wav, 16000, None, audio_config(subject), fps=subject.fps, phones=False)
     if feats["vad"].sum() == 0:
         raise UserError(f"{path} holds no speech (only silence or noise)", "give a recording of someone speaking")
     return SimpleNamespace(**feats)

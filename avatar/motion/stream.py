@@ -72,6 +72,15 @@ class MotionStream:
         self._pose_filter = OneEuroFilter(self.fps)
         self._speed_sum, self._speed_n = PRIOR_FRAMES * model.mouth_speed, PRIOR_FRAMES  # articulation gain 1
         self._last_open, self._last_speaking = 0.0, False
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Load what the first chunk would otherwise wait for (librosa's lazy modules and numba
+        kernels: about 4 s; the predictor's first call), so the first frame comes out on time."""
+        acoustic_features(np.zeros(4 * self.frame_len, np.float32), 4, self.cfg, self.fps)
+        p = self.model.predictor
+        with torch.no_grad():
+            p(torch.zeros(1, p.context + p.lookahead + 1, p.in_dim))
 
     @property
     def latency_frames(self) -> int:
