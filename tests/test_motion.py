@@ -202,3 +202,10 @@ def test_prior_folds_into_a_subject_predictor():
     w = np.sqrt(vertex_weights(mean))[:, None]
     shared = (np.einsum("k,kvc->vc", e, tracking.expr_basis) * w / _span(mean))[None]
     np.testing.assert_allclose(prior_to_subject(shared, tracking, ridge=0.0)[0], e, rtol=1e-3, atol=1e-3)
+
+
+def test_motion_settings_are_checked_when_loaded():
+    from avatar.settings import load_config
+    assert load_config("default").motion.prior == "none"
+    with pytest.raises(UserError, match="motion.prior"):
+        load_config("default", ["motion.prior=sometimes"])

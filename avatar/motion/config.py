@@ -47,7 +47,7 @@ class PredictorConfig:
     """Most consecutive frames whose mel is set to zero per window (SpecAugment's time mask; 0 = off)."""
 
 
-PRIOR_USES = ("finetune", "none", "only")
+PRIOR_USES = ("none", "finetune", "only")
 """How a subject uses the shipped multispeaker prior."""
 
 
@@ -61,3 +61,7 @@ class MotionConfig:
     """Multispeaker prior (from `make pretrain`): none (the subject alone; measured better), finetune (start from it), only."""
     seed: Annotated[int, Range(0, 2**31 - 1)] = 0
     """Seed of training and of the generated blinks and head motion."""
+
+    def __post_init__(self):
+        if self.prior not in PRIOR_USES:
+            raise ValueError(f"motion.prior={self.prior!r} is not one of {', '.join(PRIOR_USES)}")
