@@ -22,7 +22,7 @@ from avatar.core import config as config_io
 from avatar.core.errors import UserError
 from avatar.core.files import atomic_path
 from avatar.motion.blinks import BlinkModel
-from avatar.motion.config import PRIOR_USES, MotionConfig
+from avatar.motion.config import MotionConfig
 from avatar.motion.face import ChannelCalibration, EyelidModel, vertex_weights, weighted_metric
 from avatar.motion.features import SpeakerLevels, normalised_features
 from avatar.motion.pose import MeanPose, ProsodyPoseModel, prosody_drivers, stabilise
@@ -113,9 +113,6 @@ def _predictor(data: TrainingData, cfg: MotionConfig, tracking) -> AudioToExpres
 
     from avatar.motion.pretrain import load_prior, subject_predictor
 
-    if cfg.prior not in PRIOR_USES:
-        raise UserError(f"motion.prior {cfg.prior!r} is not one of {', '.join(PRIOR_USES)}",
-                        "set --set motion.prior=finetune (the default)")
     prior = load_prior() if cfg.prior != "none" else None
     if prior is None:
         if cfg.prior != "none":
