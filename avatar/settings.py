@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from avatar.fit.config import FitConfig
 from avatar.motion.config import MotionConfig
+from avatar.talk.config import RenderConfig
 from preprocess.config import PreprocessConfig
 
 
@@ -26,10 +27,8 @@ class AvatarConfig:
     """Subject folder -> fitted Gaussian avatar (avatar fit)."""
     motion: MotionConfig = field(default_factory=MotionConfig)
     """Speech -> per-frame expression, blinks and head pose (avatar motion)."""
-
-    RETIRED = {"render": "the render section is gone until the renderer has settings (avatar render, "
-                         "a later release); remove it from your YAML file"}
-    """Settings of earlier versions, with what became of them (the loader says so)."""
+    render: RenderConfig = field(default_factory=RenderConfig)
+    """Motion -> talking video file (avatar render)."""
 
 
 def load_config(preset: str = "default", overrides: list[str] | None = None) -> AvatarConfig:

@@ -16,7 +16,7 @@ import traceback
 from avatar import __version__
 from avatar.core.errors import UserError
 
-SUBCOMMANDS = ("preprocess", "fit", "eval", "export", "motion", "inspect", "bench", "config")
+SUBCOMMANDS = ("preprocess", "fit", "eval", "export", "motion", "render", "inspect", "bench", "config")
 
 
 def build_parser() -> argparse.ArgumentParser:

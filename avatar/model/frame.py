@@ -20,8 +20,8 @@ class RenderedFrame(NamedTuple):
 
 
 def render_frame(model: AvatarGaussians, verts: Tensor, viewmat: Tensor, K: Tensor, size: int,
-                 background: Tensor | None = None, backend: str = "auto", expr: Tensor | None = None
-                 ) -> RenderedFrame:
+                 background: Tensor | None = None, backend: str = "auto", expr: Tensor | None = None,
+                 camera: Tensor | None = None) -> RenderedFrame:
     """The avatar at one frame's tracked mesh and pose.
 
     Args:
@@ -30,9 +30,13 @@ def render_frame(model: AvatarGaussians, verts: Tensor, viewmat: Tensor, K: Tens
         size: S, the square image side in pixels.
         background: (S, S, 3) float32 plate composited behind the avatar, or None (black).
         expr: (E,) float32 the frame's expression code (for the deformation field, if the model has one).
+        camera: (4, 4) float32 new-camera-from-training-camera, to see the frame from elsewhere (None: the
+            training camera). The Gaussians are placed for the head pose ``viewmat`` first (the torso
+            follows the head as it does in the video), then seen through ``camera @ viewmat``.
     """
     means, quats, scales, opacities, colors = model.place(verts, viewmat, expr)
-    rgb, alpha, meta = rasterization(means, quats, scales, opacities, colors, viewmat[None], K[None],
+    seen_from = viewmat if camera is None else camera @ viewmat
+    rgb, alpha, meta = rasterization(means, quats, scales, opacities, colors, seen_from[None], K[None],
                                      size, size, backend=backend)
     rgb, alpha = rgb[0], alpha[0]
     if background is not None:

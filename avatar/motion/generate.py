@@ -96,7 +96,8 @@ def audio_features(path: str | Path, subject: Subject) -> SimpleNamespace:
     if len(wav) < MIN_SPEECH_S * 16000:
         raise UserError(f"{path} is {len(wav) / 16000:.2f} s long, too short to say anything",
                         f"give at least {MIN_SPEECH_S} s of speech")
-    feats = compute_audio_features(wav, 16000, None, audio_config(subject), fps=subject.fps, phones=False)
+    n_frames = max(1, int(round(len(wav) / 16000 * subject.fps)))  # a video of the sound's length, rounded
+    feats = compute_audio_features(wav, 16000, n_frames, audio_config(subject), fps=subject.fps, phones=False)
     if feats["vad"].sum() == 0:
         raise UserError(f"{path} holds no speech (only silence or noise)", "give a recording of someone speaking")
     return SimpleNamespace(**feats)
@@ -159,6 +160,13 @@ def head_poses(model: SubjectMotion, feats, n: int, controls: Controls) -> np.nd
         drivers = prosody_drivers(feats.vad, feats.energy_db, model.levels.speech_db)
         dev = stabilise(model.pose.generate(drivers, controls.seed), model.fps)
     return model.mean_pose.viewmats(controls.head_motion * dev)
+
+
+def replayed_frames(subject: Subject, n: int) -> np.ndarray:
+    """(n,) int64: the subject frame whose head pose ``--pose replay`` gives each of ``n`` frames (the training
+    frames forward, backward, ...: what :func:`~avatar.motion.pose.replay` plays); paste-back shows them."""
+    train = subject.train_frames
+    return replay(train[:, None].astype(np.float64), n)[:, 0].astype(np.int64)
 
 
 def silence_weight(silent: np.ndarray, fps: float) -> np.ndarray:
