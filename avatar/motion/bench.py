@@ -26,8 +26,8 @@ SECONDS = 60.0
 CHUNK_S = 0.04
 
 
-def default_audio(out_dir: Path) -> Path:
-    """60 s of other speakers' speech from ../shared/data/audio, as one 16 kHz wav in ``out_dir``."""
+def default_audio(out_dir: Path, seconds: float = SECONDS) -> Path:
+    """``seconds`` (60) of other speakers' speech from ../shared/data/audio, as one 16 kHz wav in ``out_dir``."""
     import soundfile as sf
 
     from preprocess.decode import decode_audio
@@ -37,12 +37,12 @@ def default_audio(out_dir: Path) -> Path:
     if not clips:
         raise UserError(f"no speech clips in {folder}", "give an audio file: avatar bench motion SUBJECT AUDIO")
     parts, total = [], 0
-    while total < SECONDS * 16000:
+    while total < seconds * 16000:
         for c in clips:
             parts.append(decode_audio(c, 16000))
             total += len(parts[-1])
-    path = out_dir / "speech_60s.wav"
-    sf.write(path, np.concatenate(parts)[:int(SECONDS * 16000)], 16000)
+    path = out_dir / f"speech_{seconds:g}s.wav"
+    sf.write(path, np.concatenate(parts)[:int(seconds * 16000)], 16000)
     return path
 
 

@@ -147,11 +147,11 @@ class PasteBack:
         h, w = self.r1 - self.r0, self.c1 - self.c0
         band = max(1.0, feather * self.side)
         rows, cols = np.arange(h) + 0.5, np.arange(w) + 0.5
-        inf = np.full(1, np.inf)
-        top = rows if self.y0 > 0 else inf
-        bottom = h - rows if self.y0 + self.side < self.height else inf
-        left = cols if self.x0 > 0 else inf
-        right = w - cols if self.x0 + self.side < self.width else inf
+        far_rows, far_cols = np.full(h, np.inf), np.full(w, np.inf)  # an edge on or past the frame's: no ramp
+        top = rows if self.y0 > 0 else far_rows
+        bottom = h - rows if self.y0 + self.side < self.height else far_rows
+        left = cols if self.x0 > 0 else far_cols
+        right = w - cols if self.x0 + self.side < self.width else far_cols
         d = np.minimum(np.minimum(top, bottom)[:, None], np.minimum(left, right)[None, :])
         x = np.clip(d / band, 0.0, 1.0)
         return (x * x * (3.0 - 2.0 * x)).astype(np.float32)  # smoothstep: no kink where the ramp ends

@@ -48,7 +48,7 @@ class Voice:
     name: str
     """Its name, e.g. "English_(America)"."""
     language: str
-    """Its language code, e.g. "en-us": what ``--voice`` takes."""
+    """Its language code, e.g. "en-us": what ``--voice`` takes (its name or identifier work too)."""
     identifier: str
     """Its file in espeak-ng's data, e.g. "gmw/en-US"."""
 
@@ -95,7 +95,10 @@ class _Engine:
         return out
 
     def speak(self, text: str, voice: str, rate_wpm: int) -> np.ndarray:
-        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+        wanted = voice.strip().lower()
+        match = [v for v in self.voices() if wanted in (v.language.lower(), v.name.lower(), v.identifier.lower())]
+        # by its file (identifier): espeak_SetVoiceByName does not know language codes such as "en-gb"
+        if not match or self.lib.espeak_SetVoiceByName(match[0].identifier.encode()) != 0:
             known = {v.language for v in self.voices()}
             raise UserError(f"espeak-ng has no voice {voice!r}",
                             f"use a language code such as en-us, en-gb, de, fr, es, zh or ja "
