@@ -72,7 +72,7 @@ def _paste(width, height, crop, size=64, feather=0.1):
 
 def test_paste_back_ramps_only_at_crop_edges_inside_the_frame():
     paste = _paste(320, 160, {"x0": 100, "y0": 0, "side": 160})  # touches the top and bottom of the frame
-    w = paste.weight[..., 0]
+    w = paste._edge_ramp(0.1)
     assert w.shape == (160, 160)
     assert w[80, 80] == 1.0 and w[0, 80] == 1.0 and w[-1, 80] == 1.0  # no ramp at the frame's own edges
     assert w[80, 0] < 0.01 and w[80, -1] < 0.01  # ...but at the crop's sides

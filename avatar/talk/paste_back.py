@@ -138,20 +138,21 @@ class PasteBack:
         if self.c1 <= self.c0 or self.r1 <= self.r0:
             raise UserError(f"the crop of {subject.paths.root} lies outside its {width}x{height} source frame",
                             "re-run `avatar preprocess` on the video")
-        self.weight = self._edge_ramp(feather)[..., None]
-        self.plate = self._region(subject.background()).astype(np.float32)
+        # blending weights are made at the render's size S and scaled up once: the crop is 1.3-4x larger
+        self.ramp = cv2.resize(self._edge_ramp(feather), (self.size, self.size), interpolation=cv2.INTER_AREA)
         self.grow = max(1, int(round(person_margin * self.size)))
+        self._kernel = np.ones((2 * self.grow + 1,) * 2, np.uint8)
 
     def _edge_ramp(self, feather: float) -> np.ndarray:
-        """(h, w) float32 in [0, 1]: 1 inside, easing to 0 at the crop edges that are inside the frame."""
-        h, w = self.r1 - self.r0, self.c1 - self.c0
+        """(side, side) float32 in [0, 1] over the whole crop: 1 inside, easing to 0 at its edges that are
+        inside the frame (an edge on or past the frame's own needs no blend)."""
         band = max(1.0, feather * self.side)
-        rows, cols = np.arange(h) + 0.5, np.arange(w) + 0.5
-        far_rows, far_cols = np.full(h, np.inf), np.full(w, np.inf)  # an edge on or past the frame's: no ramp
-        top = rows if self.y0 > 0 else far_rows
-        bottom = h - rows if self.y0 + self.side < self.height else far_rows
-        left = cols if self.x0 > 0 else far_cols
-        right = w - cols if self.x0 + self.side < self.width else far_cols
+        pos = np.arange(self.side) + 0.5
+        far = np.full(self.side, np.inf)
+        top = pos if self.y0 > 0 else far
+        bottom = self.side - pos if self.y0 + self.side < self.height else far
+        left = pos if self.x0 > 0 else far
+        right = self.side - pos if self.x0 + self.side < self.width else far
         d = np.minimum(np.minimum(top, bottom)[:, None], np.minimum(left, right)[None, :])
         x = np.clip(d / band, 0.0, 1.0)
         return (x * x * (3.0 - 2.0 * x)).astype(np.float32)  # smoothstep: no kink where the ramp ends
@@ -163,16 +164,23 @@ class PasteBack:
 
     def composite(self, source: np.ndarray, picture: Picture, labels: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8: ``picture`` pasted into ``source``; ``labels`` (S, S) the label map of the source
-        frame's crop (0 = background)."""
-        person = cv2.dilate((labels > 0).astype(np.uint8), np.ones((2 * self.grow + 1,) * 2, np.uint8))
-        person = cv2.GaussianBlur(person.astype(np.float32), (0, 0), self.grow / 2.0)
-        alpha = np.maximum(picture.alpha, 0.0)
-        live = (1.0 - alpha) * (1.0 - np.clip(person, 0.0, 1.0))  # weight of the live background
-        live = self._region(live)[..., None]
-        rgb = self._region(picture.rgb).astype(np.float32)
+        frame's crop (0 = background).
+
+        Inside the crop, ``out = (1 - a) * src + a * rgb`` with ``a = f * covered``:
+        f the edge ramp and ``covered = alpha + (1 - alpha) * P`` (P the grown
+        person mask), the share that is not live background. Where the avatar is
+        soft and the person mask empty this keeps a little of the render's plate
+        behind the avatar's edge, where plate and live background agree anyway.
+        ``a`` is made at the render's size and scaled up with the render; OpenCV
+        blends the crop-sized pixels.
+        """
+        person = cv2.dilate((labels > 0).astype(np.uint8) * np.uint8(255), self._kernel)
+        person = cv2.blur(person, (self.grow, self.grow)).astype(np.float32) * (1.0 / 255.0)
+        alpha = np.clip(picture.alpha, 0.0, 1.0)
+        covered = alpha + (1.0 - alpha) * person
+        a = self._region(self.ramp * covered)
+        c = self._region(picture.rgb)
         out = source.copy()
-        src = source[self.r0:self.r1, self.c0:self.c1].astype(np.float32)
-        inner = rgb + live * (src - self.plate)
-        blended = src + self.weight * (inner - src)
-        out[self.r0:self.r1, self.c0:self.c1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        region = out[self.r0:self.r1, self.c0:self.c1]
+        region[...] = cv2.blendLinear(c, np.ascontiguousarray(region), a, 1.0 - a)
         return out

@@ -22,7 +22,9 @@ writable, audio readable, voice known), and the mp4 appears only when complete.
 from __future__ import annotations
 
 import logging
+import queue
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +70,55 @@ class TalkRequest:
     """Where the source video is now, for paste-back (default: where preprocess read it)."""
     backend: str = "auto"
     """Rasteriser backend (auto, cpu, cuda, torch)."""
+
+
+class InOrder:
+    """Runs ``work(item)`` for each item put, in order, on one background thread, at most ``depth`` behind.
+
+    The renderer keeps both cores busy only in its parallel part; compositing,
+    the pipe to the encoder and the source decoder fill the gaps from here
+    (NumPy, OpenCV and pipe writes release the GIL). An error in ``work`` is
+    raised in the caller at its next ``put`` or at the end of the ``with``; an
+    error in the caller drops what is still queued.
+    """
+
+    def __init__(self, work, depth: int = 2):
+        self.work = work
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.abandon = False
+        self.thread = threading.Thread(target=self._run, name="avatar-render-writer", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is _END:
+                return
+            if self.error is None and not self.abandon:
+                try:
+                    self.work(item)
+                except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                    self.error = e
+
+    def put(self, item) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(item)
+
+    def __enter__(self) -> InOrder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.abandon = exc_type is not None
+        self.queue.put(_END)
+        self.thread.join()
+        if exc_type is None and self.error is not None:
+            raise self.error
+        return False
+
+
+_END = object()
 
 
 def check_output(out: Path) -> None:
@@ -176,17 +227,22 @@ def _render(req: TalkRequest, subject, frames, motion, audio: Path | None, cfg: 
         width, height = source.width, source.height
         paste = PasteBack(subject, width, height, cfg.paste_feather, cfg.paste_person_margin)
     verts = motion.verts
+
+    def finish(k: int, picture) -> np.ndarray:
+        if paste is None:
+            return picture.rgb
+        i = int(order[k])
+        return paste.composite(source.get(i), picture, subject.labels(i))
+
     t0 = time.perf_counter()
     try:
-        with VideoWriter(req.out, width, height, motion.fps, audio, preset=cfg.x264_preset, crf=cfg.crf) as video:
+        with VideoWriter(req.out, width, height, motion.fps, audio, preset=cfg.x264_preset, crf=cfg.crf,
+                         threads=cfg.x264_threads) as video, \
+                InOrder(lambda item: video.write(finish(*item))) as behind:
             for k in progress(range(n), desc="render", unit="frame"):
                 picture = frames.render(motion.expr[k], motion.viewmats[k], None if verts is None else verts[k],
                                         None if cameras is None else cameras[k])
-                if paste is None:
-                    video.write(picture.rgb)
-                else:
-                    i = int(order[k])
-                    video.write(paste.composite(source.get(i), picture, subject.labels(i)))
+                behind.put((k, picture))  # pasted back and encoded while the next frame renders
     finally:
         if source is not None:
             source.close()
