@@ -275,6 +275,22 @@ def test_paste_back_needs_its_source_video(landscape, clips, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_reenactment_moves_the_avatar_as_the_other_person_moved(may_motion, landscape, tmp_path):
+    """--motion OTHER_SUBJECT_DIR: the other person's tracked motion, retargeted; their sound underneath."""
+    from preprocess.subject import Subject
+
+    other = Subject(landscape)
+    out = tmp_path / "reenacted.mp4"
+    r = run_avatar("render", may_motion, "--motion", landscape, "--out", out, "-q")
+    assert r.returncode == 0, r.stderr
+    info = _probe(out)
+    assert info.video.packets == other.n_frames
+    rendered = _mouth_opening(video_frames(out))
+    ok = np.isfinite(rendered)
+    assert ok.mean() > 0.95
+    assert np.corrcoef(rendered[ok], other.tracking.mouth_open[ok])[0, 1] > 0.6
+
+
 # ---------------------------------------------------------------- bad input
 def test_bad_input_is_refused_clearly_and_leaves_nothing(may_motion, may_subject, clips, tmp_path):
     speech = clips / "16k_mono.wav"

@@ -23,7 +23,12 @@ def add_parser(sub, common) -> None:
     speech.add_argument("--voice", default="en-us",
                         help="espeak-ng voice (language code) of --text, e.g. en-us, en-gb, de, fr, es, cmn "
                              "(default en-us; --list-voices lists them)")
-    speech.add_argument("--motion", type=Path, help="render a motion file (.json, .csv, .npz from `avatar motion`)")
+    speech.add_argument("--motion", type=Path,
+                        help="render a motion file (.json, .csv, .npz from `avatar motion`), or another subject "
+                             "folder: that person's tracked face and head motion retargeted onto this avatar "
+                             "(reenactment), with their sound")
+    speech.add_argument("--own-pose", action="store_true",
+                        help="with --motion OTHER_SUBJECT_DIR: replay this subject's head poses, not the other's")
     speech.add_argument("--list-voices", action="store_true", help="list espeak-ng's voices and exit")
     p.add_argument("--out", type=Path, help="the video to write (.mp4)")
     view = p.add_argument_group("camera and framing")
@@ -64,7 +69,7 @@ def run(args) -> int:
     check_output(args.out)
     cfg = load_config(args.config, args.overrides)
     req = TalkRequest(subject=args.subject, out=args.out, audio=args.audio, text=args.text, voice=args.voice,
-                      motion=args.motion, controls=controls_from(args), camera=args.camera,
+                      motion=args.motion, own_pose=args.own_pose, controls=controls_from(args), camera=args.camera,
                       paste_back=args.paste_back, source_video=args.source_video, backend=args.backend)
     summary = render_talk(req, cfg.motion, cfg.render)
     log.info("%s: %d frames (%.1f s at %g fps, %dx%d) in %.1f s (%.1f frames/s)", summary["out"], summary["frames"],

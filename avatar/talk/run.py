@@ -59,7 +59,10 @@ class TalkRequest:
     voice: str = "en-us"
     """espeak-ng voice of ``text``."""
     motion: Path | None = None
-    """Motion file (.json/.csv/.npz from ``avatar motion``) to render instead of predicting one."""
+    """Motion file (.json/.csv/.npz from ``avatar motion``) to render instead of predicting one, or another
+    subject folder whose tracked motion is retargeted onto this one (reenactment)."""
+    own_pose: bool = False
+    """Reenactment: replay this subject's head poses instead of the other person's."""
     controls: Controls = field(default_factory=Controls)
     """Pose mode, mouth amplitude, blink rate, head motion, seed."""
     camera: str = "fixed"
@@ -172,12 +175,27 @@ def _motion(req: TalkRequest, subject, frames, audio: Path | None, motion_cfg: M
     from avatar.motion.generate import audio_features, motion_from_features
     from avatar.motion.model import load_or_train_motion
 
+    if req.motion is not None and Path(req.motion).is_dir():
+        return _reenactment(req, subject, motion_cfg, audio)
     if req.motion is not None:
         return _motion_file(req.motion, subject, frames), (audio or _motion_audio(req.motion))
     feats = audio_features(audio, subject)
     model = load_or_train_motion(subject, motion_cfg)
     motion = motion_from_features(model, subject, feats, req.controls, meta={"audio": str(Path(audio).resolve())})
     return motion, audio
+
+
+def _reenactment(req: TalkRequest, subject, motion_cfg: MotionConfig, audio: Path | None):
+    """Another subject folder's tracked motion, retargeted (avatar.motion.retarget), and its sound."""
+    from avatar.motion.model import load_or_train_motion
+    from avatar.motion.retarget import reenact
+    from preprocess.subject import Subject
+
+    other = Subject(req.motion)
+    deviations = load_or_train_motion(subject, motion_cfg).replay if req.own_pose else None
+    motion = reenact(other, subject, deviations, keep_pose=not req.own_pose)
+    sound = audio or (Path(motion.meta["audio"]) if "audio" in motion.meta else None)
+    return motion, sound
 
 
 def _motion_file(path: Path, subject, frames):
