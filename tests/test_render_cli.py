@@ -182,6 +182,7 @@ def test_an_interrupted_render_leaves_nothing(may_motion, tmp_path):
         proc.send_signal(signal.SIGINT)  # Python can swallow one inside an import callback
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
+    assert "no video was written" in err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -307,6 +308,8 @@ def test_bad_input_is_refused_clearly_and_leaves_nothing(may_motion, may_subject
         ((may_motion, "--audio", speech, "--out", tmp_path / "nowhere" / "t.mp4"), "does not exist"),
         ((may_motion, "--audio", speech, "--out", out.with_suffix(".avi")), ".mp4"),
         ((may_motion, "--out", out), "--audio FILE, --text"),
+        ((may_motion, "--motion", may_motion.parent / "motion_hallo.json", "--audio", text, "--out", out),
+         "notes.wav"),
         ((may_motion, "--audio", speech, "--out", out, "--camera", tmp_path / "cam.json"), "camera file"),
         ((may_motion, "--audio", speech, "--out", out, "--mouth-amplitude", "9"), "mouth-amplitude"),
     ]

@@ -16,6 +16,9 @@ import traceback
 from avatar import __version__
 from avatar.core.errors import UserError
 
+INTERRUPTED = "interrupted: finished stages are kept; run the same command again to resume"
+"""What Ctrl-C prints, unless the command set its own ``interrupted`` default (one that cannot resume)."""
+
 SUBCOMMANDS = ("preprocess", "fit", "eval", "export", "motion", "render", "inspect", "bench", "config")
 
 
@@ -67,8 +70,7 @@ def main(argv: list[str] | None = None, *, filter_native_log: bool = True) -> in
             print(f"  fix: {e.fix}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("interrupted: finished stages are kept; run the same command again to resume",
-              file=sys.stderr)
+        print(getattr(args, "interrupted", INTERRUPTED), file=sys.stderr)
         return 130
 
 

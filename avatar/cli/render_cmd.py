@@ -46,7 +46,7 @@ def add_parser(sub, common) -> None:
                       help="rasteriser (default auto: gsplat on a CUDA device, else the CPU kernels)")
     add_motion_controls(p)
     add_config_options(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, interrupted="interrupted: no video was written (a render starts over when run again)")
 
 
 def run(args) -> int:

@@ -138,7 +138,7 @@ class PasteBack:
         if self.c1 <= self.c0 or self.r1 <= self.r0:
             raise UserError(f"the crop of {subject.paths.root} lies outside its {width}x{height} source frame",
                             "re-run `avatar preprocess` on the video")
-        # blending weights are made at the render's size S and scaled up once: the crop is 1.3-4x larger
+        # weights are made at the render's size S and scaled up with it each frame (the crop is 1.3-4x larger)
         self.ramp = cv2.resize(self._edge_ramp(feather), (self.size, self.size), interpolation=cv2.INTER_AREA)
         self.grow = max(1, int(round(person_margin * self.size)))
         self._kernel = np.ones((2 * self.grow + 1,) * 2, np.uint8)
