@@ -322,3 +322,14 @@ def test_bad_input_is_refused_clearly_and_leaves_nothing(may_motion, may_subject
     # a folder nobody may write in, even root (the suite may run as root, where permissions do not stop it)
     r = run_avatar("render", may_motion, "--audio", speech, "--out", "/proc/talk.mp4")
     assert r.returncode == 2 and "cannot write into /proc" in r.stderr, r.stderr
+
+
+def test_bench_render_reports_consistent_numbers(may_motion, clips):
+    """`avatar bench render` prints what docs/benchmarks.md records (speed itself is not asserted)."""
+    r = run_avatar("bench", "render", may_motion, clips / "16k_mono.wav", "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert {"seconds", "realtime_factor", "frames", "peak_rss_mb", "render_fps", "machine"} <= set(d)
+    assert d["frames"] == round(25 * CLIP_S) and d["speech_s"] == pytest.approx(CLIP_S, abs=0.01)
+    assert d["realtime_factor"] == pytest.approx(d["speech_s"] / d["seconds"], rel=0.02)
+    assert 0 < d["render_s"] < d["seconds"] and d["peak_rss_mb"] > 100 and d["mp4_mb"] > 0
