@@ -76,23 +76,32 @@ def audio_config(subject: Subject):
     return config_io.from_dict(PreprocessConfig, config_io.read_yaml(subject.paths.config)).audio
 
 
-def audio_features(path: str | Path, subject: Subject) -> SimpleNamespace:
-    """Frame-aligned features (preprocess's keys) of any audio file ffmpeg reads, at the subject's frame rate."""
-    from preprocess.audio_features import compute_audio_features
-    from preprocess.decode import decode_audio
+def check_sound_file(path: str | Path) -> Path:
+    """``path`` when it is a file ffmpeg reads with a sound stream; else a UserError naming the problem."""
+    from avatar.core import media
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"audio file {path} does not exist", "give the path of a speech recording")
     try:
-        wav = decode_audio(path, 16000)
+        stream = media.probe_media(path).audio
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - probing a non-media file fails in many ways
         raise UserError(f"{path} is not an audio file ffmpeg can read ({e.__class__.__name__})",
                         "give a wav, mp3, m4a, flac or ogg file") from None
-    if wav is None:
+    if stream is None:
         raise UserError(f"{path} has no audio stream", "give a file with sound (wav, mp3, m4a, flac, ogg)")
+    return path
+
+
+def audio_features(path: str | Path, subject: Subject) -> SimpleNamespace:
+    """Frame-aligned features (preprocess's keys) of any audio file ffmpeg reads, at the subject's frame rate."""
+    from preprocess.audio_features import compute_audio_features
+    from preprocess.decode import decode_audio
+
+    path = check_sound_file(path)
+    wav = decode_audio(path, 16000)
     if len(wav) < MIN_SPEECH_S * 16000:
         raise UserError(f"{path} is {len(wav) / 16000:.2f} s long, too short to say anything",
                         f"give at least {MIN_SPEECH_S} s of speech")

@@ -42,10 +42,6 @@ class AvatarFrames:
     def n_expr(self) -> int:
         return int(self._basis.shape[0])
 
-    def verts(self, expr: np.ndarray) -> np.ndarray:
-        """(V, 3) float32 head-frame mesh, metres, of one (K,) expression."""
-        return (self._mean_shape + torch.einsum("k,kvc->vc", torch.from_numpy(expr), self._basis)).numpy()
-
     @torch.no_grad()
     def render(self, expr: np.ndarray, viewmat: np.ndarray, verts: np.ndarray | None = None,
                camera: np.ndarray | None = None) -> Picture:

@@ -35,7 +35,7 @@ from avatar.core.errors import UserError
 from avatar.core.progress import progress
 from avatar.core.video import VideoWriter
 from avatar.motion.config import MotionConfig
-from avatar.motion.generate import Controls
+from avatar.motion.generate import Controls, check_sound_file
 from avatar.talk.config import RenderConfig
 
 log = logging.getLogger("avatar")
@@ -179,7 +179,7 @@ def _motion(req: TalkRequest, subject, frames, audio: Path | None, motion_cfg: M
         return _reenactment(req, subject, motion_cfg, audio)
     if req.motion is not None:
         motion = _motion_file(req.motion, subject, frames)
-        return motion, (_checked_sound(audio) if audio is not None else _motion_sound(motion, req.motion))
+        return motion, (check_sound_file(audio) if audio is not None else _motion_sound(motion, req.motion))
     feats = audio_features(audio, subject)
     model = load_or_train_motion(subject, motion_cfg)
     motion = motion_from_features(model, subject, feats, req.controls, meta={"audio": str(Path(audio).resolve())})
@@ -195,7 +195,7 @@ def _reenactment(req: TalkRequest, subject, motion_cfg: MotionConfig, audio: Pat
     other = Subject(req.motion)
     deviations = load_or_train_motion(subject, motion_cfg).replay if req.own_pose else None
     motion = reenact(other, subject, deviations, keep_pose=not req.own_pose)
-    sound = _checked_sound(audio) if audio is not None else (
+    sound = check_sound_file(audio) if audio is not None else (
         Path(motion.meta["audio"]) if "audio" in motion.meta else None)
     return motion, sound
 
@@ -226,22 +226,6 @@ def _motion_sound(motion, path: Path) -> Path | None:
         return Path(audio)
     log.warning("%s names no sound file that still exists: the video is silent (give --audio to add one)", path)
     return None
-
-
-def _checked_sound(audio: Path) -> Path:
-    """``audio`` when it is a file with a sound stream (checked now, not after every frame is rendered)."""
-    from avatar.core import media
-
-    if not Path(audio).is_file():
-        raise UserError(f"audio file {audio} does not exist", "give the path of the sound to put under the motion")
-    try:
-        stream = media.probe_media(audio).audio
-    except Exception as e:  # noqa: BLE001 - probing a non-media file fails in many ways
-        raise UserError(f"{audio} is not an audio file ffmpeg can read ({e.__class__.__name__})",
-                        "give a wav, mp3, m4a, flac or ogg file") from None
-    if stream is None:
-        raise UserError(f"{audio} has no audio stream", "give a file with sound (wav, mp3, m4a, flac, ogg)")
-    return Path(audio)
 
 
 def _render(req: TalkRequest, subject, frames, motion, audio: Path | None, cfg: RenderConfig) -> dict:
