@@ -567,10 +567,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "Multi-resolution hash-grid encoding (Instant-NGP) on CPU, forward and backward.";
   m.def("forward", &hashgrid_forward, "Encode x (N,3) with the table (rows,F) -> (N, L*F)",
         py::arg("x"), py::arg("table"), py::arg("resolutions"), py::arg("offsets"),
-        py::arg("hashed"));
+        py::arg("hashed"), py::call_guard<py::gil_scoped_release>());  // see rasterize_bindings.cpp
   m.def("backward", &hashgrid_backward,
         "Gradients of the encoding: (grad_table (rows,F), grad_x (N,3)); empty when not asked",
         py::arg("grad_out"), py::arg("x"), py::arg("table"), py::arg("resolutions"),
         py::arg("offsets"), py::arg("hashed"), py::arg("need_grad_table"),
-        py::arg("need_grad_x"));
+        py::arg("need_grad_x"), py::call_guard<py::gil_scoped_release>());
 }
