@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from avatar.core.rotations import quat_multiply, rotmat_to_quat
+from avatar.core.rotations import quat_left_matrix, rotmat_to_quat
 from avatar.model.binding import bind_to_mesh, triangle_frames
 
 GROUPS = ("face", "mouth", "head", "torso")
@@ -149,7 +149,7 @@ class AvatarGaussians(nn.Module):
         follow = torch.sigmoid(self.torso.follow_logits)[:, None]
         torso_cam = self.torso.means + follow * (followed - self.torso.means)
         torso_means = (torso_cam - t) @ R  # into the head frame
-        torso_quats = quat_multiply(rotmat_to_quat(R.T), self.torso.quats)
+        torso_quats = self.torso.quats @ quat_left_matrix(rotmat_to_quat(R.T)).T  # one rotation for all
         means = torch.cat([face.means, mouth_means, self.head.means, torso_means])
         quats = torch.cat([face.quats, self.mouth.quats, self.head.quats, torso_quats])
         scales = torch.cat([face.scales] + [torch.exp(g.log_scales) for g in (self.mouth, self.head, self.torso)])
