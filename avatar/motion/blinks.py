@@ -77,6 +77,19 @@ class BlinkTrack:
         self._pending = np.zeros(0, np.float32)  # closure of frames from self._frame on, as far as scheduled
         self._next_s = self._rng.uniform(0.3, 1.0) * float(np.mean(model.intervals_s)) / rate if rate > 0 else np.inf
 
+    def set_rate(self, rate: float) -> None:
+        """Blink at ``rate`` times the subject's rate from now on: the wait for the next blink is rescaled."""
+        if rate == self.rate:
+            return
+        now_s = self._frame / self.model.fps
+        if rate <= 0:
+            self._next_s = np.inf
+        elif not np.isfinite(self._next_s):
+            self._next_s = now_s + self._rng.uniform(0.3, 1.0) * float(np.mean(self.model.intervals_s)) / rate
+        else:
+            self._next_s = now_s + max(self._next_s - now_s, 0.0) * self.rate / rate
+        self.rate = rate
+
     def take(self, n: int) -> np.ndarray:
         """The next ``n`` frames' (n, 2) float32 eye openness."""
         m = self.model

@@ -19,6 +19,7 @@ forward-backward. Memory is bounded: nothing older than the history is kept.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -81,6 +82,13 @@ class MotionStream:
         p = self.model.predictor
         with torch.no_grad():
             p(torch.zeros(1, p.context + p.lookahead + 1, p.in_dim))
+
+    def set_controls(self, controls: Controls) -> None:
+        """New mouth amplitude, blink rate and head motion from the next frame on (a live viewer's sliders);
+        the pose mode and seed stay as the stream began."""
+        c = replace(controls, pose=self.controls.pose, seed=self.controls.seed).check()
+        self.controls = c
+        self._blinks.set_rate(c.blink_rate)
 
     @property
     def latency_frames(self) -> int:
