@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   := ../shared/data
 
-.PHONY: setup toolchain test test-fast demo bench bench-fit pretrain clean help
+.PHONY: setup toolchain browser test test-fast demo bench bench-fit pretrain clean help
 
 help:
 	@echo "make setup   create .venv and install talking-avatar into it"
@@ -33,10 +33,23 @@ toolchain:
 	  exit 1; \
 	fi
 
+# The viewer's browser tests drive Debian's Chromium with Playwright (never a downloaded
+# browser). Installed here as root with apt-get; otherwise those tests skip and say why.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Chromium for the viewer's browser tests (apt-get install chromium) ..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	    || echo "warning: Chromium could not be installed: the viewer's browser tests will skip"; \
+	else \
+	  echo "note: no Chromium (sudo apt-get install chromium): the viewer's browser tests will skip"; \
+	fi
+
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "talking-avatar needs Python 3.11, found " + sys.version.split()[0]' \
 	  || { echo "error: Python 3.11 is required (set PYTHON=/path/to/python3.11)"; exit 1; }
 	@$(MAKE) --no-print-directory toolchain
+	@$(MAKE) --no-print-directory browser
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	@$(BIN)/python -c "import avatar, preprocess, cuda_ext, torch, mediapipe, cv2" \

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from avatar.fit.config import FitConfig
 from avatar.motion.config import MotionConfig
 from avatar.talk.config import RenderConfig
+from avatar.view.config import ViewConfig
 from preprocess.config import PreprocessConfig
 
 
@@ -29,6 +30,8 @@ class AvatarConfig:
     """Speech -> per-frame expression, blinks and head pose (avatar motion)."""
     render: RenderConfig = field(default_factory=RenderConfig)
     """Motion -> talking video file (avatar render)."""
+    view: ViewConfig = field(default_factory=ViewConfig)
+    """The live viewer and its streaming engine (avatar view, avatar bench stream)."""
 
 
 def load_config(preset: str = "default", overrides: list[str] | None = None) -> AvatarConfig:

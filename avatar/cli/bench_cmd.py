@@ -79,6 +79,18 @@ def add_parser(sub, common) -> None:
     add_config_options(rd)
     rd.set_defaults(func=run_render_bench)
 
+    sm = which.add_parser("stream", parents=[common], help="the viewer's streaming engine: fps and first-frame latency",
+                          description="Streams speech through the fitted subject as fast as the viewer's engine "
+                                      "takes it: audio features, motion, rendering, compositing and JPEG "
+                                      "(issue #13's targets: fps >= 30, first_frame_ms <= 200 at 512x512 on 2 cores).")
+    sm.add_argument("subject", type=Path, help="a fitted subject folder (its motion model is trained if missing)")
+    sm.add_argument("audio", type=Path, nargs="?", default=None,
+                    help="speech to use (default: --seconds of ../shared/data/audio)")
+    sm.add_argument("--seconds", type=float, default=30.0, help="length of the default speech (default 30)")
+    sm.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_config_options(sm)
+    sm.set_defaults(func=run_stream_bench)
+
     st = which.add_parser("startup", parents=[common], help="start-up time of `avatar --help` and `avatar config`",
                           description="Wall time of fresh `avatar --help` and `avatar config` processes "
                                       "(median of --repeats); loading a config must import no heavy library.")
@@ -178,6 +190,17 @@ def run_render_bench(args) -> int:
     result = {"machine": _machine()}
     result.update(bench_render(args.subject, args.audio, cfg.motion, cfg.render, seconds=args.seconds,
                                paste_back=args.paste_back, camera=args.camera, source_video=args.source_video))
+    _print(result, args.json)
+    return 0
+
+
+def run_stream_bench(args) -> int:
+    from avatar.settings import load_config
+    from avatar.view.bench import bench_stream
+
+    cfg = load_config(args.config, args.overrides)
+    result = {"machine": _machine()}
+    result.update(bench_stream(args.subject, args.audio, cfg.motion, cfg.view, seconds=args.seconds))
     _print(result, args.json)
     return 0
 
