@@ -261,3 +261,24 @@ def test_five_tabs_opened_and_closed_leave_memory_bounded(server, open_page):
     page.click("[data-testid=start]")
     page.wait_for_function("() => window.viewerStats.shown > 3", timeout=60000)
     assert proc.poll() is None
+
+
+def test_typed_text_and_the_microphone_drive_the_avatar(server, open_page):
+    url, _ = server
+    page = open_page(url)
+    page.click("[data-testid=start]")
+    page.wait_for_function("() => window.viewerStats.shown > 3", timeout=60000)
+    page.fill("[data-testid=text]", "Hello there, this is a test of the local voice.")
+    page.select_option("[data-testid=voice]", "en-gb")
+    page.click("[data-testid=say]")
+    page.wait_for_function("() => window.viewerStats.latencyMs !== null", timeout=30000)
+    # Chromium's fake microphone (--use-fake-device-for-media-stream) plays a beep into the stream
+    page.click("[data-testid=mic]")
+    page.wait_for_function("() => document.getElementById('mic').textContent.includes('on')", timeout=10000)
+    before = _stats(page)["received"]
+    time.sleep(3.0)
+    after = _stats(page)
+    assert after["received"] - before >= 10, "frames keep coming while the microphone drives the stream"
+    assert not after["errors"], after["errors"]
+    page.click("[data-testid=mic]")
+    page.wait_for_function("() => document.getElementById('mic').textContent.includes('off')")
