@@ -167,6 +167,33 @@ def test_compiled_backward_matches_central_differences():
             assert analytic == pytest.approx(numeric, rel=2e-2, abs=1e-2), name
 
 
+@pytest.mark.parametrize("seed,cameras,width,height", [(7, 1, 37, 29), (8, 2, 40, 33), (9, 1, 16, 16)])
+def test_picture_path_matches_the_reference_over_an_image(seed, cameras, width, height):
+    from avatar.render import render_picture
+
+    scene = random_scene(n=60, cameras=cameras, width=width, height=height, seed=seed)
+    plate = torch.rand(cameras, height, width, 3, generator=torch.Generator().manual_seed(seed))
+    args = [scene[k] for k in ("means", "quats", "scales", "opacities", "colors", "viewmats", "Ks")]
+    rgb, alpha = render_picture(*args, width, height, plate, backend="cpu")
+    ref_rgb, ref_alpha = render_picture(*args, width, height, plate, backend="torch")
+    colours, alphas, _ = rasterization(*args, width, height, backend="torch")
+    assert rgb.dtype == torch.uint8 and rgb.shape == (cameras, height, width, 3)
+    assert (rgb.int() - ref_rgb.int()).abs().max() <= 1  # rounding of a value within 1e-5
+    assert (alpha - ref_alpha).abs().max() <= 1e-5 and (alpha - alphas[..., 0]).abs().max() <= 1e-5
+    assert (alphas > 0.5).any() and (alphas < 0.01).any(), "the scene should cover part of the image"
+    over = (colours + (1 - alphas) * plate) * 255
+    assert (rgb.float() - over).abs().max() <= 0.5 + 1e-3
+
+
+def test_picture_path_refuses_what_it_cannot_draw():
+    from avatar.render import render_picture
+
+    scene = random_scene(channels=2)
+    args = [scene[k] for k in ("means", "quats", "scales", "opacities", "colors", "viewmats", "Ks")]
+    with pytest.raises(ValueError, match="colours"):
+        render_picture(*args, scene["width"], scene["height"], torch.zeros(1, 29, 37, 3), backend="cpu")
+
+
 def test_culled_gaussians_draw_nothing_and_get_no_gradient():
     scene = random_scene(n=6, seed=9)
     means = scene["means"].clone()

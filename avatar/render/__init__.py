@@ -12,9 +12,9 @@ import importlib
 
 from .config import HashGridConfig
 
-_LAZY = {"rasterization": ".rasterize", "HashGrid": ".hashgrid", "hash_grid_encode": ".hashgrid"}
+_LAZY = {"rasterization": ".rasterize", "render_picture": ".rasterize", "HashGrid": ".hashgrid", "hash_grid_encode": ".hashgrid"}
 
-__all__ = ["rasterization", "HashGrid", "HashGridConfig", "hash_grid_encode"]
+__all__ = ["rasterization", "render_picture", "HashGrid", "HashGridConfig", "hash_grid_encode"]
 
 
 def __getattr__(name: str):

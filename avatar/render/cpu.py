@@ -106,3 +106,24 @@ def rasterization_cpu(means: Tensor, quats: Tensor, scales: Tensor, opacities: T
     meta = {"depths": depth_images, "means2d": means2d, "radii": radii, "depths_gauss": depths,
             "conics": conics, "extents": extents}
     return images, alphas, meta
+
+
+def picture_cpu(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
+                viewmats: Tensor, Ks: Tensor, width: int, height: int, plate: Tensor, *,
+                near_plane: float, far_plane: float, eps2d: float) -> tuple[Tensor, Tensor]:
+    """The compiled forward for looking only; arguments and results as :func:`avatar.render.render_picture`.
+
+    Projection and compositing run straight through the kernel (no autograd
+    graph, nothing kept for a backward), and the colours are composited over
+    ``plate`` and rounded to bytes inside it, where they are computed.
+    """
+    threads = torch.get_num_threads()
+    means, quats, scales, opacities, colors, viewmats, Ks, plate = (
+        t.contiguous() for t in (means, quats, scales, opacities, colors, viewmats, Ks, plate))
+    k = kernel()
+    means2d, conics, depths, extents, _radii = k.project_forward(
+        means, quats, scales, opacities, viewmats, Ks, width, height, float(eps2d), float(near_plane),
+        float(far_plane), threads)
+    rgb, alphas = k.render_picture(means2d, conics, depths, extents, opacities, colors, plate, width, height,
+                                   threads)
+    return rgb, alphas

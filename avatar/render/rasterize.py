@@ -79,6 +79,40 @@ def rasterization(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
                              **kwargs)
 
 
+@torch.no_grad()
+def render_picture(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
+                   viewmats: Tensor, Ks: Tensor, width: int, height: int, plate: Tensor, *,
+                   near_plane: float = 0.01, far_plane: float = 1e10, eps2d: float = 0.3,
+                   backend: str = "auto") -> tuple[Tensor, Tensor]:
+    """The Gaussians as a picture to look at: :func:`rasterization` of RGB, composited over an image.
+
+    Args are those of :func:`rasterization` (colours (N, 3) RGB), with
+    ``plate`` (C, H, W, 3) float32 in [0, 1], the image behind the Gaussians.
+
+    Returns:
+        rgb: (C, H, W, 3) uint8, ``round(255 * (colour + (1 - alpha) * plate))``, clamped.
+        alphas: (C, H, W) float32 accumulated opacity.
+
+    No gradients. On the cpu backend the kernel composites and rounds as it
+    writes each pixel (no float image, no passes over one; it also skips the
+    depths and last contributors a backward would need): a viewer's frames.
+    Other backends composite the float image of :func:`rasterization`.
+    """
+    _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, None, 16, backend)
+    C = viewmats.shape[0]
+    if colors.shape[-1] != 3 or not isinstance(plate, Tensor) or tuple(plate.shape) != (C, height, width, 3):
+        raise ValueError(f"render_picture needs (N, 3) colours and a (C, H, W, 3) plate, got colours "
+                         f"{tuple(colors.shape)} and plate {_describe(plate)}")
+    if resolve_backend(backend, means) == "cpu":
+        from .cpu import picture_cpu
+        return picture_cpu(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+                           plate.to(torch.float32), near_plane=near_plane, far_plane=far_plane, eps2d=eps2d)
+    rgb, alpha, _ = rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+                                  near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, backend=backend)
+    out = torch.addcmul(rgb, 1.0 - alpha, plate.to(rgb)).mul_(255.0).add_(0.5).clamp_(0.0, 255.0)
+    return out.to(torch.uint8), alpha[..., 0]
+
+
 def resolve_backend(backend: str, means: Tensor) -> str:
     """The backend "auto" stands for with these tensors, or ``backend`` itself."""
     if backend != "auto":

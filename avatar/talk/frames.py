@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from avatar.model.frame import render_frame
+from avatar.model.frame import render_picture_frame
 from avatar.model.store import load_avatar
 from preprocess.subject import Subject
 
@@ -55,8 +55,6 @@ class AvatarFrames:
         v = torch.from_numpy(np.ascontiguousarray(verts, np.float32)) if verts is not None else \
             self._mean_shape + torch.einsum("k,kvc->vc", expr_t, self._basis)
         cam = None if camera is None else torch.from_numpy(np.ascontiguousarray(camera, np.float32))
-        out = render_frame(self.model, v, torch.from_numpy(np.ascontiguousarray(viewmat, np.float32)), self.K,
-                           self.size, None, backend=self.backend, expr=expr_t, camera=cam)
-        # over the plate and to bytes in place: half the time of render_frame's out-of-place composite
-        rgb = torch.addcmul(out.rgb, 1.0 - out.alpha, self.plate).mul_(255.0).add_(0.5).clamp_(0.0, 255.0)
-        return Picture(rgb.to(torch.uint8).numpy(), out.alpha[..., 0].clamp(0, 1).numpy())
+        rgb, alpha = render_picture_frame(self.model, v, torch.from_numpy(np.ascontiguousarray(viewmat, np.float32)),
+                                          self.K, self.size, self.plate, backend=self.backend, expr=expr_t, camera=cam)
+        return Picture(rgb.numpy(), alpha.numpy())

@@ -119,6 +119,12 @@ void composite_forward(const ImageGeometry& img, const Splats& sp, const TileLis
                        float* out_depths, float* out_transmittance, int32_t* out_last,
                        int threads);
 
+// The forward for looking only (no backward): RGB (D = 3) composited over the background
+// image plate (C,H,W,3) in [0, 1], written as 8-bit out_rgb (C,H,W,3) (rounded, clamped),
+// and the alphas (C,H,W); the same colours as composite_forward over that image.
+void composite_picture(const ImageGeometry& img, const Splats& sp, const TileLists& tl,
+                       const float* plate, uint8_t* out_rgb, float* out_alpha, int threads);
+
 // Per-intersection gradient records (n_isects, kRecordHead + D), in intersection (cg-major)
 // order so that each Gaussian's records are contiguous, and per-tile background
 // gradients (C*T, D).

@@ -90,6 +90,43 @@ std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, c
     return {v_means, v_quats, v_scales};
 }
 
+// Tile lists of the projected Gaussians, in (depth, index) order per tile.
+struct Binned {
+    Tensor tile_offsets, tile_gauss, slot_isect, cg_offsets;
+    ar::TileLists lists() const {
+        return {tile_offsets.data_ptr<int64_t>(), tile_gauss.data_ptr<int32_t>(), slot_isect.data_ptr<int32_t>()};
+    }
+};
+
+Binned bin(const ar::ImageGeometry& img, const ar::Splats& sp, const Tensor& means2d, int nt) {
+    const int64_t C = img.cameras, N = sp.gaussians;
+    const auto i32 = means2d.options().dtype(torch::kInt32);
+    const auto i64 = means2d.options().dtype(torch::kInt64);
+    // Scratch reused across calls (per calling thread).
+    thread_local std::vector<ar::TileHits> hits;
+    thread_local std::vector<int32_t> counts, isect_tile;
+    hits.resize(C * N);
+    counts.resize(C * N);
+    ar::count_tile_hits(img, sp, hits.data(), counts.data(), nt);
+    Binned b;
+    b.cg_offsets = torch::empty({C * N + 1}, i64);
+    int64_t* off = b.cg_offsets.data_ptr<int64_t>();
+    const int32_t* cnt = counts.data();
+    off[0] = 0;
+    for (int64_t i = 0; i < C * N; ++i) off[i + 1] = off[i] + cnt[i];
+    const int64_t n_isects = off[C * N];
+    TORCH_CHECK(n_isects < (int64_t{1} << 31), "too many tile intersections (", n_isects, ")");
+
+    isect_tile.resize(n_isects);
+    ar::fill_tile_hits(img, sp, hits.data(), off, isect_tile.data(), nt);
+    b.tile_offsets = torch::empty({C * img.tiles_per_camera() + 1}, i64);
+    b.tile_gauss = torch::empty({n_isects}, i32);
+    b.slot_isect = torch::empty({n_isects}, i32);
+    ar::sort_tile_hits(img, sp, n_isects, off, isect_tile.data(), b.tile_offsets.data_ptr<int64_t>(),
+                       b.tile_gauss.data_ptr<int32_t>(), b.slot_isect.data_ptr<int32_t>(), nt);
+    return b;
+}
+
 // Forward compositing. Returns the images and everything the backward needs:
 // colors (C,H,W,D), alphas (C,H,W,1), depths (C,H,W,1), transmittance (C,H,W),
 // last (C,H,W) int32, tile_offsets (C*T+1) int64, tile_gauss (I) int32,
@@ -100,47 +137,43 @@ std::vector<Tensor> rasterize_forward(const Tensor& means2d, const Tensor& conic
                                       int64_t height, int64_t threads) {
     const auto sp = splats(means2d, conics, depths, extents, opacities, colors);
     check_float(backgrounds, "backgrounds");
-    const int64_t C = means2d.size(0), N = sp.gaussians, D = sp.channels;
+    const int64_t C = means2d.size(0), D = sp.channels;
     const auto img = image_geometry(C, width, height);
     const int nt = static_cast<int>(threads);
-    const auto i32 = means2d.options().dtype(torch::kInt32);
-    const auto i64 = means2d.options().dtype(torch::kInt64);
-
-    // Scratch reused across calls (per calling thread).
-    thread_local std::vector<ar::TileHits> hits;
-    thread_local std::vector<int32_t> counts, isect_tile;
-    hits.resize(C * N);
-    counts.resize(C * N);
-    ar::count_tile_hits(img, sp, hits.data(), counts.data(), nt);
-    Tensor cg_offsets = torch::empty({C * N + 1}, i64);
-    int64_t* off = cg_offsets.data_ptr<int64_t>();
-    const int32_t* cnt = counts.data();
-    off[0] = 0;
-    for (int64_t i = 0; i < C * N; ++i) off[i + 1] = off[i] + cnt[i];
-    const int64_t n_isects = off[C * N];
-    TORCH_CHECK(n_isects < (int64_t{1} << 31), "too many tile intersections (", n_isects, ")");
-
-    isect_tile.resize(n_isects);
-    ar::fill_tile_hits(img, sp, hits.data(), off, isect_tile.data(), nt);
-    Tensor tile_offsets = torch::empty({C * img.tiles_per_camera() + 1}, i64);
-    Tensor tile_gauss = torch::empty({n_isects}, i32);
-    Tensor slot_isect = torch::empty({n_isects}, i32);
-    ar::sort_tile_hits(img, sp, n_isects, off, isect_tile.data(), tile_offsets.data_ptr<int64_t>(),
-                       tile_gauss.data_ptr<int32_t>(), slot_isect.data_ptr<int32_t>(), nt);
+    const Binned b = bin(img, sp, means2d, nt);
 
     const auto f32 = means2d.options();
     Tensor out_colors = torch::empty({C, height, width, D}, f32);
     Tensor out_alphas = torch::empty({C, height, width, 1}, f32);
     Tensor out_depths = torch::empty({C, height, width, 1}, f32);
     Tensor transmittance = torch::empty({C, height, width}, f32);
-    Tensor last = torch::empty({C, height, width}, i32);
-    const ar::TileLists tl{tile_offsets.data_ptr<int64_t>(), tile_gauss.data_ptr<int32_t>(),
-                          slot_isect.data_ptr<int32_t>()};
-    ar::composite_forward(img, sp, tl, backgrounds.data_ptr<float>(), out_colors.data_ptr<float>(),
+    Tensor last = torch::empty({C, height, width}, f32.dtype(torch::kInt32));
+    ar::composite_forward(img, sp, b.lists(), backgrounds.data_ptr<float>(), out_colors.data_ptr<float>(),
                           out_alphas.data_ptr<float>(), out_depths.data_ptr<float>(),
                           transmittance.data_ptr<float>(), last.data_ptr<int32_t>(), nt);
-    return {out_colors, out_alphas, out_depths, transmittance, last, tile_offsets, tile_gauss,
-            slot_isect, cg_offsets};
+    return {out_colors, out_alphas, out_depths, transmittance, last, b.tile_offsets, b.tile_gauss,
+            b.slot_isect, b.cg_offsets};
+}
+
+// The forward for looking only: RGB over the image `plate` (C,H,W,3) float32 in [0, 1] as
+// uint8 (C,H,W,3), and alphas (C,H,W) float32. No backward: nothing is kept for one.
+std::vector<Tensor> render_picture(const Tensor& means2d, const Tensor& conics, const Tensor& depths,
+                                   const Tensor& extents, const Tensor& opacities, const Tensor& colors,
+                                   const Tensor& plate, int64_t width, int64_t height, int64_t threads) {
+    const auto sp = splats(means2d, conics, depths, extents, opacities, colors);
+    TORCH_CHECK(sp.channels == 3, "render_picture draws RGB: colors must have 3 channels");
+    check_float(plate, "plate");
+    const int64_t C = means2d.size(0);
+    TORCH_CHECK(plate.dim() == 4 && plate.size(0) == C && plate.size(1) == height && plate.size(2) == width &&
+                plate.size(3) == 3, "plate must be (C, H, W, 3)");
+    const auto img = image_geometry(C, width, height);
+    const int nt = static_cast<int>(threads);
+    const Binned b = bin(img, sp, means2d, nt);
+    Tensor rgb = torch::empty({C, height, width, 3}, means2d.options().dtype(torch::kUInt8));
+    Tensor alphas = torch::empty({C, height, width}, means2d.options());
+    ar::composite_picture(img, sp, b.lists(), plate.data_ptr<float>(), rgb.data_ptr<uint8_t>(),
+                          alphas.data_ptr<float>(), nt);
+    return {rgb, alphas};
 }
 
 // Backward compositing: returns v_means2d (C,N,2), v_conics (C,N,3), v_depths (C,N),
@@ -200,4 +233,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("project_backward", &project_backward, no_gil);
     m.def("rasterize_forward", &rasterize_forward, no_gil);
     m.def("rasterize_backward", &rasterize_backward, no_gil);
+    m.def("render_picture", &render_picture, no_gil);
 }

@@ -84,8 +84,9 @@ struct TileState {
 
 // Blends the Gaussians of the current chunk in `mask` (bit j: slot begin + j) into row r;
 // returns whether a pixel of the row is still alive. DC > 0: compile-time channel count
-// (sums stay in registers).
-template <int DC>
+// (sums stay in registers). kFull: also the depth sums and last contributors the backward
+// needs (a picture to look at needs neither).
+template <int DC, bool kFull>
 bool blend_row(TileState& st, const TileLocation& loc, int r, int64_t begin, uint64_t mask,
                int channels) {
     constexpr int kSums = DC > 0 ? DC + 1 : 1;
@@ -119,10 +120,10 @@ bool blend_row(TileState& st, const TileLocation& loc, int r, int64_t begin, uin
             const Vec w = use ? alpha * T[v] : Vec{};
             // ok & !use: the pixel saturates here (or had): set the (idempotent) sign bit.
             T[v] = use ? next_t : (ok ? negative_abs(T[v]) : T[v]);
-            last[v] = use ? slot : last[v];
+            if constexpr (kFull) last[v] = use ? slot : last[v];
             Vec* a = acc + v * (D + 1);
             for (int k = 0; k < D; ++k) a[k] += w * c[k];
-            a[D] += w * gs.depth[j];
+            if constexpr (kFull) a[D] += w * gs.depth[j];
         }
         if (++since_check == kAliveCheckInterval) {
             since_check = 0;
@@ -184,9 +185,34 @@ void write_row(const ImageGeometry& img, const TileLocation& loc, int r, TileSta
     }
 }
 
-template <int DC>
+// Writes row r of a finished tile as 8-bit RGB over a background image (C,H,W,3) in [0, 1],
+// and its alpha: the picture a viewer shows, without the float image and the passes over it.
+void write_picture_row(const ImageGeometry& img, const TileLocation& loc, int r, TileState& st,
+                       const float* plate, uint8_t* out_rgb, float* out_alpha) {
+    const Vec* acc = st.row_accum(r, 3);
+    const int64_t row_start = loc.pixel(img, r, 0);
+    for (int v = 0; v < kRowVectors; ++v) {
+        const Vec* a = acc + v * 4;
+        const Vec T = vec_max(st.T[r][v], -st.T[r][v]);  // |T|
+        const int first = v * kVecWidth, n = std::min(kVecWidth, loc.cols - first);
+        if (n <= 0) break;
+        const int64_t pix = row_start + first;
+        for (int i = 0; i < n; ++i) {
+            const float* bg = plate + (pix + i) * 3;
+            uint8_t* o = out_rgb + (pix + i) * 3;
+            for (int k = 0; k < 3; ++k) {
+                const float c = (a[k][i] + T[i] * bg[k]) * 255.f + 0.5f;
+                o[k] = static_cast<uint8_t>(std::min(255.f, std::max(0.f, c)));
+            }
+            out_alpha[pix + i] = 1.f - T[i];
+        }
+    }
+}
+
+// Blends every row of one tile, then hands each finished row to write(loc, r, st).
+template <int DC, bool kFull, class Write>
 void draw_tile(const ImageGeometry& img, const Splats& sp, const TileLists& tl, int64_t tile,
-               const float* backgrounds, TileState& st, const ForwardOutputs& out) {
+               TileState& st, const Write& write) {
     const TileLocation loc(img, tl, tile);
     const int D = DC > 0 ? DC : sp.channels;
     st.reset(loc, D);
@@ -200,25 +226,33 @@ void draw_tile(const ImageGeometry& img, const Splats& sp, const TileLists& tl, 
         tile_alive = false;
         for (int r = 0; r < loc.rows; ++r) {
             if (!row_alive[r]) continue;
-            row_alive[r] = blend_row<DC>(st, loc, r, begin, st.prepare_row(loc, r, count), D);
+            row_alive[r] = blend_row<DC, kFull>(st, loc, r, begin, st.prepare_row(loc, r, count), D);
             tile_alive |= row_alive[r];
         }
     }
-    const float* bg = backgrounds + static_cast<int64_t>(loc.camera) * D;
-    for (int r = 0; r < loc.rows; ++r) write_row<DC>(img, loc, r, st, bg, D, out);
+    for (int r = 0; r < loc.rows; ++r) write(loc, r, st);
 }
 
-template <int DC>
-void draw_all_tiles(const ImageGeometry& img, const Splats& sp, const TileLists& tl,
-                    const float* backgrounds, const ForwardOutputs& out, int threads) {
+template <int DC, bool kFull, class Write>
+void for_all_tiles(const ImageGeometry& img, const Splats& sp, const TileLists& tl, int threads,
+                   const Write& write) {
     const int64_t n_tiles = static_cast<int64_t>(img.cameras) * img.tiles_per_camera();
 #pragma omp parallel num_threads(threads)
     {
         TileState st;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t tile = 0; tile < n_tiles; ++tile)
-            draw_tile<DC>(img, sp, tl, tile, backgrounds, st, out);
+            draw_tile<DC, kFull>(img, sp, tl, tile, st, write);
     }
+}
+
+template <int DC>
+void draw_all_tiles(const ImageGeometry& img, const Splats& sp, const TileLists& tl,
+                    const float* backgrounds, const ForwardOutputs& out, int threads) {
+    const int D = DC > 0 ? DC : sp.channels;
+    for_all_tiles<DC, true>(img, sp, tl, threads, [&](const TileLocation& loc, int r, TileState& st) {
+        write_row<DC>(img, loc, r, st, backgrounds + static_cast<int64_t>(loc.camera) * D, D, out);
+    });
 }
 
 }  // namespace
@@ -235,6 +269,13 @@ void composite_forward(const ImageGeometry& img, const Splats& sp, const TileLis
         draw_all_tiles<1>(img, sp, tl, backgrounds, out, threads);
     else
         draw_all_tiles<0>(img, sp, tl, backgrounds, out, threads);
+}
+
+void composite_picture(const ImageGeometry& img, const Splats& sp, const TileLists& tl,
+                       const float* plate, uint8_t* out_rgb, float* out_alpha, int threads) {
+    for_all_tiles<3, false>(img, sp, tl, threads, [&](const TileLocation& loc, int r, TileState& st) {
+        write_picture_row(img, loc, r, st, plate, out_rgb, out_alpha);
+    });
 }
 
 }  // namespace avatar_raster
