@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -58,3 +59,41 @@ class AvatarFrames:
         rgb, alpha = render_picture_frame(self.model, v, torch.from_numpy(np.ascontiguousarray(viewmat, np.float32)),
                                           self.K, self.size, self.plate, backend=self.backend, expr=expr_t, camera=cam)
         return Picture(rgb.numpy(), alpha.numpy())
+
+
+class FramePool:
+    """Runs frame jobs on ``workers`` threads, each with single-threaded kernels.
+
+    The rasteriser's tiles split poorly across threads (1.45x on 2 cores), so
+    two frames rendered at once, one thread each, give 1.6x the frames of one
+    frame on two threads (the kernels release the GIL). With more than one
+    worker, PyTorch's thread count (which the kernels read) is 1 for the process
+    while the pool is open; :meth:`close` restores it. ``avatar render`` and the
+    viewer's engine both render through one.
+    """
+
+    def __init__(self, workers: int = 2):
+        self.workers = workers
+        self._threads = torch.get_num_threads()
+        if workers > 1:
+            torch.set_num_threads(1)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="avatar-render")
+
+    @property
+    def threads(self) -> int:
+        """CPU threads rendering at once."""
+        return self.workers * torch.get_num_threads()
+
+    def submit(self, job, *args) -> Future:
+        """Future of ``job(*args)``, run on a worker."""
+        return self._pool.submit(job, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(self._threads)
+
+    def __enter__(self) -> "FramePool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

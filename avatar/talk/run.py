@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import queue
+from collections import deque
 import tempfile
 import threading
 import time
@@ -252,15 +253,25 @@ def _render(req: TalkRequest, subject, frames, motion, audio: Path | None, cfg: 
         i = int(order[k])
         return paste.composite(source.get(i), picture, subject.labels(i))
 
+    from avatar.talk.frames import FramePool
+
     t0 = time.perf_counter()
     try:
         with VideoWriter(req.out, width, height, motion.fps, audio, preset=cfg.x264_preset, crf=cfg.crf,
                          threads=cfg.x264_threads) as video, \
-                InOrder(lambda item: video.write(finish(*item))) as behind:
+                InOrder(lambda item: video.write(finish(*item))) as behind, \
+                FramePool(cfg.render_workers) as pool:
+            rendering: deque = deque()  # (k, future): at most render_workers frames ahead
             for k in progress(range(n), desc="render", unit="frame"):
-                picture = frames.render(motion.expr[k], motion.viewmats[k], None if verts is None else verts[k],
-                                        None if cameras is None else cameras[k])
-                behind.put((k, picture))  # pasted back and encoded while the next frame renders
+                rendering.append((k, pool.submit(frames.render, motion.expr[k], motion.viewmats[k],
+                                                 None if verts is None else verts[k],
+                                                 None if cameras is None else cameras[k])))
+                if len(rendering) > cfg.render_workers:
+                    done, future = rendering.popleft()
+                    behind.put((done, future.result()))  # pasted back and encoded while others render
+            while rendering:
+                done, future = rendering.popleft()
+                behind.put((done, future.result()))
     finally:
         if source is not None:
             source.close()

@@ -5,10 +5,8 @@ One :class:`StreamEngine` per stream turns audio into motion frames
 :class:`RenderPool`, which renders it (:class:`avatar.talk.frames.AvatarFrames`,
 the path ``avatar render`` uses) and encodes it as JPEG on worker threads.
 
-Why frames in parallel: the rasteriser's tiles split poorly across threads
-(1.45x on 2 cores), so two frames rendered at once, one thread each, give more
-frames per second (1.6x) than one frame on two threads. The kernels release
-the GIL, so threads are enough. The price is one frame of extra latency.
+Frames render two at a time, one thread each (:class:`avatar.talk.frames.FramePool`:
+1.6x one frame on two threads); the price is one frame of extra latency.
 
 Frame ``k`` shows the audio ``[k / fps, (k + 1) / fps)`` of the stream: its
 :attr:`Frame.time_s` is ``k / fps`` on the stream's audio clock, which is what
@@ -18,7 +16,7 @@ the page schedules it by.
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -26,7 +24,7 @@ import numpy as np
 
 from avatar.motion.generate import Controls
 from avatar.talk.cameras import camera_from_angles
-from avatar.talk.frames import AvatarFrames
+from avatar.talk.frames import AvatarFrames, FramePool
 
 MAX_YAW_DEG = 30.0
 """Largest camera yaw the viewer turns to (the fit saw the head from the front: its sides break up past 15)."""
@@ -45,29 +43,18 @@ class Frame(NamedTuple):
 
 
 class RenderPool:
-    """Renders frames on ``workers`` threads, each with single-threaded kernels, and encodes them as JPEG.
-
-    One pool serves every stream of a process. With more than one worker it sets
-    PyTorch's thread count to 1 for the process while it is open (the kernels
-    read it) and restores it on :meth:`close`.
-    """
+    """Renders frames on a :class:`avatar.talk.frames.FramePool` (``workers`` threads, single-threaded
+    kernels) and encodes them as JPEG. One pool serves every stream of a process."""
 
     def __init__(self, frames: AvatarFrames, workers: int = 2, jpeg_quality: int = 85):
-        import torch
-
         self.frames, self.workers, self.jpeg_quality = frames, workers, jpeg_quality
-        self._threads = torch.get_num_threads()
-        if workers > 1:
-            torch.set_num_threads(1)
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="avatar-render")
+        self._pool = FramePool(workers)
         self.render_s = 0.07  # running mean of one frame's render + JPEG time, seconds (starts at 2 cores' value)
 
     @property
     def threads(self) -> int:
         """CPU threads rendering at once."""
-        import torch
-
-        return self.workers * torch.get_num_threads()
+        return self._pool.threads
 
     def submit(self, expr: np.ndarray, viewmat: np.ndarray, verts: np.ndarray,
                camera: np.ndarray | None, deadline: float | None = None) -> Future:
@@ -95,10 +82,7 @@ class RenderPool:
         return data.tobytes()
 
     def close(self) -> None:
-        import torch
-
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        torch.set_num_threads(self._threads)
+        self._pool.close()
 
 
 class PendingFrame(NamedTuple):
