@@ -79,9 +79,8 @@ class LiveSession:
 
     def say(self, samples: np.ndarray, label: str) -> float:
         """Queue an utterance after what is being said; the stream time it will start at, seconds."""
-        start = self._produced + sum(len(u.samples) - u.pos for u in ([self._current] if self._current else []))
-        start += sum(len(u.samples) for u in self._queue)
-        start = max(start, self._produced)
+        ahead = [self._current] if self._current is not None else []
+        start = self._produced + sum(len(u.samples) - u.pos for u in ahead + list(self._queue))
         self._queue.append(Utterance(samples, label))
         return start / RATE
 
