@@ -12,7 +12,8 @@ DATA   := ../shared/data
 help:
 	@echo "make setup   create .venv and install talking-avatar into it"
 	@echo "make test    set up, then run the whole test suite (what CI runs)"
-	@echo "make demo    set up, then run what exists of the pipeline on a sample video"
+	@echo "make demo    set up, then fit, render and evaluate an avatar of a synthetic sample (about 10 minutes)"
+	@echo "make demo VIDEO=me.mp4   the same on your own video, with the default preset"
 	@echo "make bench   set up, then run the benchmarks recorded in docs/benchmarks.md"
 	@echo "make bench-fit  set up, then the whole fit of cnn2 (about 46 minutes)"
 	@echo "make pretrain   rebuild the shipped multispeaker motion prior from ../shared/data/multispeaker"
@@ -49,21 +50,22 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "talking-avatar needs Python 3.11, found " + sys.version.split()[0]' \
 	  || { echo "error: Python 3.11 is required (set PYTHON=/path/to/python3.11)"; exit 1; }
 	@$(MAKE) --no-print-directory toolchain
-	@$(MAKE) --no-print-directory browser
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	@$(BIN)/python -c "import avatar, preprocess, cuda_ext, torch, mediapipe, cv2" \
 	  && echo "installed: $$($(BIN)/avatar --version)"
 	@touch $(STAMP)
 
-test: setup
+# Chromium only for the tests (the demo and the product do not need it).
+test: setup browser
 	$(BIN)/python -m pytest -q
 
-test-fast: setup
+test-fast: setup browser
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Writes demo_out/ (sample.mp4, subject/, talk.mp4, eval.mp4, eval.json); again reuses what is done.
 demo: setup
-	$(BIN)/python -m avatar.demo
+	$(BIN)/python -m avatar.demo $(if $(VIDEO),--video "$(VIDEO)")
 
 bench: setup
 	$(BIN)/avatar bench raster

@@ -175,3 +175,10 @@ def retrieval_psnr(subject: Subject, frames) -> float:
     """Mean full-frame PSNR, dB, of the nearest training frames (:func:`nearest_training_frames`) as predictions."""
     nearest = nearest_training_frames(subject, frames)
     return float(np.mean([psnr(subject.frame(int(i)), subject.frame(int(j))) for i, j in zip(frames, nearest)]))
+
+
+def plate_psnr(subject: Subject, frames) -> float:
+    """Mean full-frame PSNR, dB, of the background plate alone as the prediction: what an avatar that
+    learnt nothing (and draws nothing) gets, the floor every fit must clear."""
+    plate = subject.background()
+    return float(np.mean([psnr(subject.frame(int(i)), plate) for i in frames]))

@@ -32,7 +32,21 @@ _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _RATE = 1  # espeak_PARAMETER espeakRATE
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+# espeakINITIALIZE_PHONEME_EVENTS | espeakINITIALIZE_PHONEME_IPA: the callback also gets each phoneme, in IPA,
+# with its start in the sound (what the demo's synthetic sample moves its mouth by)
+_INIT_PHONEME_EVENTS_IPA = 0x0003
+_EVENT_END_OF_LIST, _EVENT_PHONEME = 0, 7
+
+
+class _Event(ctypes.Structure):
+    """espeak_EVENT of speak_lib.h (its id union read as the 8-byte string a phoneme event fills)."""
+
+    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
+                ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+                ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8)]
+
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
 
 
 class _Voice(ctypes.Structure):
@@ -71,17 +85,24 @@ class _Engine:
                                           ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
         self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         self.rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 200,
-                                               espeakng_loader.get_data_path().encode(), 0)
+                                               espeakng_loader.get_data_path().encode(),
+                                               _INIT_PHONEME_EVENTS_IPA)
         if self.rate <= 0:
             raise UserError("espeak-ng did not start (its data folder is missing or damaged)",
                             "reinstall it: pip install --force-reinstall espeakng-loader")
         self.blocks: list[np.ndarray] = []
+        self.phonemes: list[tuple[int, str]] = []
         self.callback = _CALLBACK(self._collect)  # kept on self: the C side holds only a raw pointer
         self.lib.espeak_SetSynthCallback(self.callback)
 
     def _collect(self, samples, n, events) -> int:
         if n > 0:
             self.blocks.append(np.ctypeslib.as_array(samples, shape=(n,)).copy())
+        i = 0
+        while events and events[i].type != _EVENT_END_OF_LIST:
+            if events[i].type == _EVENT_PHONEME:
+                self.phonemes.append((events[i].sample, events[i].id.decode("utf-8", errors="replace")))
+            i += 1
         return 0  # 0 = go on
 
     def voices(self) -> list[Voice]:
@@ -95,6 +116,7 @@ class _Engine:
         return out
 
     def speak(self, text: str, voice: str, rate_wpm: int) -> np.ndarray:
+        """The samples of ``text``; its phonemes are left in ``self.phonemes`` as (first sample, IPA)."""
         wanted = voice.strip().lower()
         match = [v for v in self.voices() if wanted in (v.language.lower(), v.name.lower(), v.identifier.lower())]
         # by its file (identifier): espeak_SetVoiceByName does not know language codes such as "en-gb"
@@ -105,7 +127,7 @@ class _Engine:
                             f"({len(known)} are installed; `avatar render --list-voices` lists them)")
         self.lib.espeak_SetParameter(_RATE, int(rate_wpm), 0)
         data = text.encode("utf-8") + b"\0"
-        self.blocks = []
+        self.blocks, self.phonemes = [], []
         if self.lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None) != 0:
             raise UserError("espeak-ng could not speak the text", "check the text is plain UTF-8")
         samples = np.concatenate(self.blocks) if self.blocks else np.zeros(0, np.int16)
@@ -130,8 +152,20 @@ def list_voices() -> list[Voice]:
         return sorted(_get_engine().voices(), key=lambda v: v.name)
 
 
-def synthesise(text: str, voice: str = DEFAULT_VOICE, rate_wpm: int = DEFAULT_RATE_WPM) -> tuple[np.ndarray, int]:
-    """Speak ``text``: (T,) float32 mono samples in [-1, 1] and their rate, Hz (22050 for espeak-ng)."""
+@dataclass(frozen=True)
+class Speech:
+    """What espeak-ng said: the sound and, phoneme by phoneme, when."""
+
+    samples: np.ndarray
+    """(T,) float32 mono samples in [-1, 1]."""
+    rate: int
+    """Sample rate, Hz (22050 for espeak-ng)."""
+    phonemes: list[tuple[float, str]]
+    """(start, seconds into ``samples``; the phoneme in IPA with stress marks, "" for a pause), in order."""
+
+
+def speak(text: str, voice: str = DEFAULT_VOICE, rate_wpm: int = DEFAULT_RATE_WPM) -> Speech:
+    """Speak ``text`` with espeak-ng: its samples, their rate and its phoneme timings."""
     text = " ".join(text.split())
     if not text:
         raise UserError("--text is empty", "give the sentence to say, e.g. --text \"Hello there\"")
@@ -144,9 +178,16 @@ def synthesise(text: str, voice: str = DEFAULT_VOICE, rate_wpm: int = DEFAULT_RA
         engine = _get_engine()
         samples = engine.speak(text, voice, rate_wpm)
         rate = engine.rate
+        phonemes = [(first / rate, ipa) for first, ipa in engine.phonemes]
     if not len(samples) or not np.any(samples):
         raise UserError(f"espeak-ng said nothing for {text[:40]!r}", "give words in the voice's language")
-    return samples.astype(np.float32) / 32768.0, rate
+    return Speech(samples.astype(np.float32) / 32768.0, rate, phonemes)
+
+
+def synthesise(text: str, voice: str = DEFAULT_VOICE, rate_wpm: int = DEFAULT_RATE_WPM) -> tuple[np.ndarray, int]:
+    """Speak ``text``: (T,) float32 mono samples in [-1, 1] and their rate, Hz (22050 for espeak-ng)."""
+    speech = speak(text, voice, rate_wpm)
+    return speech.samples, speech.rate
 
 
 def synthesise_to_file(text: str, path: str | Path, voice: str = DEFAULT_VOICE,

@@ -1,0 +1,5 @@
+import sys
+
+from avatar.demo.run import run
+
+sys.exit(run())
