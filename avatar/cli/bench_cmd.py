@@ -1,4 +1,4 @@
-"""``avatar bench raster|preprocess|robustness|fit|motion|render|startup``: the benchmarks behind docs/benchmarks.md."""
+"""``avatar bench raster|preprocess|robustness|fit|motion|render|stream|startup|all``: the benchmarks behind docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -98,6 +98,9 @@ def add_parser(sub, common) -> None:
     st.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     st.set_defaults(func=run_startup)
 
+    from avatar.cli import bench_all
+    bench_all.add_parser(which, common)
+
 
 def _print(result: dict, as_json: bool) -> None:
     if as_json:
@@ -113,7 +116,7 @@ def run_raster(args) -> int:
     from avatar.render.bench import bench_raster
     from avatar.render.hashgrid_bench import bench_hashgrid
 
-    result = {"machine": _machine()}
+    result = {"machine": machine()}
     result.update(bench_raster(gaussians=args.gaussians, width=args.size, height=args.size,
                                repeats=args.repeats))
     hg = bench_hashgrid(repeats=args.repeats)
@@ -129,7 +132,7 @@ def run_preprocess(args) -> int:
 
     video = args.video or default_video()
     cfg = load_config(args.config, args.overrides)
-    result = {"machine": _machine()}
+    result = {"machine": machine()}
     result.update(bench_preprocess(video, cfg.preprocess, out=args.out))
     _print(result, args.json)
     return 0
@@ -141,7 +144,7 @@ def run_robustness(args) -> int:
 
     folder = args.folder or default_sweep_folder()
     cfg = load_config(args.config, args.overrides)
-    result = {"machine": _machine()}
+    result = {"machine": machine()}
     result.update(bench_robustness(folder, cfg.preprocess))
     if args.json:
         print(json.dumps(result))
@@ -165,7 +168,7 @@ def run_fit_bench(args) -> int:
     from preprocess.bench import default_video
 
     cfg = load_config(args.config, args.overrides + minutes_override(args.minutes))
-    result = {"machine": _machine()}
+    result = {"machine": machine()}
     result.update(bench_fit(args.video or default_video(), cfg.preprocess, cfg.fit, out=args.out))
     _print(result, args.json)
     return 0
@@ -176,7 +179,7 @@ def run_motion_bench(args) -> int:
     from avatar.settings import load_config
 
     cfg = load_config(args.config, args.overrides)
-    result = {"machine": _machine()}
+    result = {"machine": machine()}
     result.update(bench_motion(args.subject, args.audio, cfg.motion))
     _print(result, args.json)
     return 0
@@ -187,7 +190,7 @@ def run_render_bench(args) -> int:
     from avatar.talk.bench import bench_render
 
     cfg = load_config(args.config, args.overrides)
-    result = {"machine": _machine()}
+    result = {"machine": machine()}
     result.update(bench_render(args.subject, args.audio, cfg.motion, cfg.render, seconds=args.seconds,
                                paste_back=args.paste_back, camera=args.camera, source_video=args.source_video))
     _print(result, args.json)
@@ -199,7 +202,7 @@ def run_stream_bench(args) -> int:
     from avatar.view.bench import bench_stream
 
     cfg = load_config(args.config, args.overrides)
-    result = {"machine": _machine()}
+    result = {"machine": machine()}
     result.update(bench_stream(args.subject, args.audio, cfg.motion, cfg.view, seconds=args.seconds))
     _print(result, args.json)
     return 0
@@ -210,7 +213,7 @@ def run_startup(args) -> int:
     import subprocess
     import time
 
-    result = {"machine": _machine()}
+    result = {"machine": machine()}
     for name, argv in (("help", ["--help"]), ("config", ["config"])):
         times = []
         for _ in range(max(1, args.repeats)):
@@ -224,7 +227,8 @@ def run_startup(args) -> int:
     return 0
 
 
-def _machine() -> str:
+def machine() -> str:
+    """This machine in a few words: CPU model, cores, Python."""
     import os
     import platform
     cpu = platform.processor() or platform.machine()

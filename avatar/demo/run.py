@@ -56,7 +56,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(argv: list[str] | None = None) -> int:
+    """The demo (its steps in the module's docstring); returns the exit status."""
+    from avatar.cli.native_log import filter_native_stderr
+
     args = parse_args(argv)
+    filter_native_stderr()
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("\ndemo interrupted: run it again to go on from where it stopped (the fit resumes from its "
+              "last checkpoint)", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     out: Path = args.out or (DEMO_OUT if args.video is None else DEMO_OUT / args.video.stem)
     out.mkdir(parents=True, exist_ok=True)
     subject = out / "subject"
@@ -75,8 +88,8 @@ def run(argv: list[str] | None = None) -> int:
             try:
                 make_sample(video, args.sample_text)
             except UserError as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 1
+                print(f"error: {e.problem}" + (f"\n  fix: {e.fix}" if e.fix else ""), file=sys.stderr)
+                return e.exit_code
         config = args.config or "demo"
     else:
         video = args.video
