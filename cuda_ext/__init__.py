@@ -9,7 +9,10 @@ take milliseconds. The Python-facing autograd functions live in
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -63,8 +66,6 @@ def load(name: str) -> ModuleType:
     with _LOCK:
         if name in _MODULES:
             return _MODULES[name]
-        from torch.utils.cpp_extension import load as torch_load
-
         sources = sorted(CSRC.glob(f"{name}*.cpp"))
         if not sources:
             raise FileNotFoundError(f"no sources for extension {name!r} in {CSRC}")
@@ -73,21 +74,66 @@ def load(name: str) -> ModuleType:
         build = cache_dir() / "ext" / f"{name}-{key}"
         build.mkdir(parents=True, exist_ok=True)
         modname = f"avatar_{name}_{key}"
-        if not any(build.glob(f"{modname}*.so")):
-            print(f"[avatar] compiling the {name} kernel (first use only, about a minute)...",
-                  file=sys.stderr, flush=True)
-        try:
-            module = torch_load(name=modname, sources=[str(s) for s in sources],
-                                extra_cflags=CFLAGS, extra_ldflags=LDFLAGS,
-                                extra_include_paths=[str(CSRC)], build_directory=str(build),
-                                verbose=os.environ.get("AVATAR_VERBOSE_BUILD") == "1")
-        except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
-            from avatar.core.errors import UserError
-            detail = str(err).strip().splitlines()[-1:] or [type(err).__name__]
-            raise UserError(
-                f"compiling the {name} kernel failed ({detail[0][:200]})",
-                "install a C++ compiler (g++ 12+) and the Python headers (Debian/Ubuntu: "
-                "sudo apt-get install g++ python3.11-dev, or run `make setup`); "
-                "AVATAR_VERBOSE_BUILD=1 shows the full compiler log") from err
+        with _build_lock(build):
+            module = _import_built(modname, build) or _compile(name, modname, sources, build)
         _MODULES[name] = module
         return module
+
+
+@contextlib.contextmanager
+def _build_lock(build: Path):
+    """Hold this build folder for this process (other processes wait; the OS releases it if we die).
+
+    torch's own lock is a plain file, ``build/lock``: a process killed while holding it
+    (Ctrl-C during a first use) leaves it behind, and every later process then waits
+    on it forever. Under our lock no other process of ours is building, so a ``lock``
+    file found there is such a leftover and is removed.
+    """
+    fd = os.open(build / ".build.flock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        (build / "lock").unlink(missing_ok=True)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _import_built(modname: str, build: Path) -> ModuleType | None:
+    """The module already built in ``build`` (None when there is none, or it does not load).
+
+    The folder is keyed by a hash of the sources, flags and CPU, so a built library
+    there is the one these sources make: importing it directly skips ninja's
+    up-to-date check (about a second) and torch's lock file.
+    """
+    so = next(iter(sorted(build.glob(f"{modname}*.so"))), None)
+    if so is None:
+        return None
+    import torch  # noqa: F401  (the extension links against torch's libraries, loaded by this import)
+
+    spec = importlib.util.spec_from_file_location(modname, so)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except ImportError:  # a library cut short by a killed build: build it again
+        so.unlink(missing_ok=True)
+        return None
+    return module
+
+
+def _compile(name: str, modname: str, sources: list[Path], build: Path) -> ModuleType:
+    """Build and import the extension (torch's ninja build), or a UserError that says what to install."""
+    from torch.utils.cpp_extension import load as torch_load
+
+    print(f"[avatar] compiling the {name} kernel (first use only, about a minute)...", file=sys.stderr, flush=True)
+    try:
+        return torch_load(name=modname, sources=[str(s) for s in sources], extra_cflags=CFLAGS,
+                          extra_ldflags=LDFLAGS, extra_include_paths=[str(CSRC)], build_directory=str(build),
+                          verbose=os.environ.get("AVATAR_VERBOSE_BUILD") == "1")
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
+        from avatar.core.errors import UserError
+        detail = str(err).strip().splitlines()[-1:] or [type(err).__name__]
+        raise UserError(
+            f"compiling the {name} kernel failed ({detail[0][:200]})",
+            "install a C++ compiler (g++ 12+) and the Python headers (Debian/Ubuntu: "
+            "sudo apt-get install g++ python3.11-dev, or run `make setup`); "
+            "AVATAR_VERBOSE_BUILD=1 shows the full compiler log") from err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -26,3 +27,20 @@ def test_missing_compiler_is_a_clear_error(tmp_path):
     assert r.returncode != 0
     assert "compiling the hashgrid kernel failed" in r.stderr
     assert "g++" in r.stderr and "AVATAR_VERBOSE_BUILD" in r.stderr
+
+
+def test_a_lock_left_by_a_killed_build_does_not_hang_the_next_process(tmp_path):
+    # torch's build lock is a plain file: a process killed while holding it (Ctrl-C on a first use) left
+    # it behind, and every later `avatar` command waited on it forever. Now it is removed under our lock.
+    built = cuda_ext.load("hashgrid")
+    folder = tmp_path / "ext" / os.path.basename(os.path.dirname(built.__file__))
+    folder.mkdir(parents=True)
+    for f in ("build.ninja", os.path.basename(built.__file__)):
+        shutil.copy(os.path.join(os.path.dirname(built.__file__), f), folder / f)
+    (folder / "lock").touch()
+    env = dict(os.environ, AVATAR_CACHE_DIR=str(tmp_path))
+    code = "import cuda_ext; m = cuda_ext.load('hashgrid'); print(m.__file__)"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert str(folder) in r.stdout and "compiling" not in r.stderr  # the built library, not a rebuild
+    assert not (folder / "lock").exists()
