@@ -87,3 +87,37 @@ def test_lower_teeth_follow_the_jaw_and_upper_teeth_the_skull(model, subject):
     # they start just behind the lips: between the lips' depth and 3 cm behind, in the head frame
     lips_z = float(verts[[13, 14], 2].mean())
     assert ((placed[:, 2] > lips_z) & (placed[:, 2] < lips_z + 0.03)).float().mean() > 0.9
+
+
+def test_compiled_placement_matches_the_pytorch_one(model, subject):
+    """Rendering without gradients places the Gaussians with the compiled kernel (cuda_ext/csrc/place.cpp);
+    training places them in PyTorch. Same numbers, including after a parameter changes (the kernel's
+    constants are cached until then)."""
+    import copy
+
+    m = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # exercise every term: unnormalised quaternions, partial following, the jaw
+        for group in m.groups():
+            group.quats.mul_(1.0 + torch.rand(len(group), 1, generator=g))
+        m.torso.follow_logits.copy_(torch.randn(len(m.torso), generator=g))
+        m.mouth.jaw.copy_(torch.rand(len(m.mouth), generator=g))
+    t = subject.tracking
+
+    def both(i):
+        verts, viewmat = torch.from_numpy(t.verts[i]), torch.from_numpy(t.viewmats[i])
+        with torch.no_grad():
+            compiled = m.place(verts, viewmat)
+        with torch.enable_grad():
+            reference = [x.detach() for x in m.place(verts, viewmat)]
+        return compiled, reference
+
+    for i in (0, len(t.verts) // 2, len(t.verts) - 1):
+        compiled, reference = both(i)
+        for name, a, b in zip(("means", "quats", "scales", "opacities", "colors"), compiled, reference):
+            assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5, rtol=1e-5), (name, (a - b).abs().max())
+    before = both(0)[0][0].clone()
+    with torch.no_grad():
+        m.face.means.add_(0.05)  # in place: the cached constants must notice
+    compiled, reference = both(0)
+    assert not torch.allclose(compiled[0], before) and torch.allclose(compiled[0], reference[0], atol=1e-5)

@@ -109,3 +109,4 @@ def unbind_from_mesh(means: Tensor, quats: Tensor, scales: Tensor, parent: Tenso
     local_rot = frames.rotations[parent].transpose(-1, -2) @ quat_to_rotmat(quats)
     return (to_triangle_local(means, parent, frames), rotmat_to_quat(local_rot),
             torch.log(scales / frames.sizes[parent, None]))
+
