@@ -96,7 +96,8 @@ BENCHES = (
 def add_parser(which, common) -> None:
     p = which.add_parser("all", parents=[common], help="every benchmark, and the table in docs/benchmarks.md",
                          description=__doc__.split("\n\n")[1])
-    p.add_argument("--only", default=None, help=f"comma-separated benchmarks to run ({', '.join(b.name for b in BENCHES)})")
+    names = ", ".join(b.name for b in BENCHES)
+    p.add_argument("--only", default=None, help=f"comma-separated benchmarks to run ({names})")
     p.add_argument("--subject", type=Path, default=None,
                    help="a fitted subject for motion, render, stream and audio_eval (default: the fit benchmark's)")
     p.add_argument("--refit", action="store_true", help="fit the benchmark subject again even if it is fitted")

@@ -72,7 +72,10 @@ def run(args) -> int:
                       motion=args.motion, own_pose=args.own_pose, controls=controls_from(args), camera=args.camera,
                       paste_back=args.paste_back, source_video=args.source_video, backend=args.backend)
     summary = render_talk(req, cfg.motion, cfg.render)
-    log.info("%s: %d frames (%.1f s at %g fps, %dx%d) in %.1f s (%.1f frames/s)", summary["out"], summary["frames"],
-             summary["duration_s"], summary["fps"], summary["width"], summary["height"], summary["seconds"],
+    # the whole time, then how it split: a first render of a subject also trains its motion model
+    log.info("%s: %d frames (%.1f s at %g fps, %dx%d) in %.1f s: speech and motion %.1f s, "
+             "frames %.1f s (%.1f frames/s)",
+             summary["out"], summary["frames"], summary["duration_s"], summary["fps"], summary["width"],
+             summary["height"], summary["seconds"], summary.get("motion_s", 0.0), summary["render_s"],
              summary["frames"] / max(summary["render_s"], 1e-9))
     return 0
