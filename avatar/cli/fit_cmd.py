@@ -26,6 +26,10 @@ def add_parser(sub, common) -> None:
     g.add_argument("--resume", action="store_true",
                    help="only continue an interrupted fit (an error when there is none)")
     g.add_argument("--restart", action="store_true", help="discard this folder's earlier fit and start over")
+    p.add_argument("--with-motion", action="store_true",
+                   help="also train the subject's motion model now, with this preset's motion settings (otherwise "
+                        "the first `avatar render` or `avatar motion` does; `avatar batch` fits this way, so that "
+                        "its renders of the subject do not wait for one another)")
     add_config_options(p)
     p.set_defaults(func=run)
 
@@ -43,6 +47,11 @@ def run(args) -> int:
     trainer = run_fit(root, cfg.fit, resume_only=args.resume, restart=args.restart)
     log.info("avatar ready: %s (%d steps in %.1f min, %d Gaussians); `avatar eval %s` measures it",
              avatar_path(root), trainer.iteration, trainer.elapsed_s / 60, len(trainer.model), root)
+    if args.with_motion:
+        from avatar.motion.model import load_or_train_motion
+        from preprocess.subject import Subject
+        load_or_train_motion(Subject(root), cfg.motion)
+        log.info("motion model ready: %s", root / "motion")
     return 0
 
 

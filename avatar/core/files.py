@@ -43,6 +43,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def exclusive(lock_file: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_file`` (created if missing) for the block; waits for other holders.
+
+    For a file that processes make on demand and share, such as a subject's motion
+    model: two renders of one subject at once (``avatar batch``) must not both write
+    it. An advisory ``flock``, released by the kernel when the holder dies, so a
+    killed process never leaves it locked.
+    """
+    import fcntl
+
+    fd = os.open(lock_file, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:

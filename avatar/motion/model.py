@@ -20,7 +20,7 @@ import torch
 
 from avatar.core import config as config_io
 from avatar.core.errors import UserError
-from avatar.core.files import atomic_path
+from avatar.core.files import atomic_path, exclusive
 from avatar.motion.blinks import BlinkModel
 from avatar.motion.config import MotionConfig
 from avatar.motion.face import ChannelCalibration, EyelidModel, vertex_weights, weighted_metric
@@ -141,17 +141,30 @@ def load_or_train_motion(subject: Subject, cfg: MotionConfig, retrain: bool = Fa
     """The subject's motion model: the saved one if it matches the subject and ``cfg``, else a new one (saved)."""
     path = motion_model_path(subject.paths.root)
     wanted = _identity(subject, cfg)
-    if path.exists() and not retrain:
-        state = _read(path)
-        if state is not None and state.get("identity") == wanted:
-            return _from_state(state)
-        log.info("motion model in %s is stale (other preprocessing or settings): training a new one", path)
-    log.info("training the motion model of %s on its own video", subject.paths.root)
-    motion = train_motion(subject, cfg)
+    if not retrain and (saved := _saved(path, wanted)) is not None:
+        return saved
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(_to_state(motion, wanted), tmp)
+    with exclusive(path.with_name(path.name + ".lock")):
+        # another process (a second render of this subject) may have trained it while this one waited
+        if not retrain and (saved := _saved(path, wanted, quiet=True)) is not None:
+            return saved
+        log.info("training the motion model of %s on its own video", subject.paths.root)
+        motion = train_motion(subject, cfg)
+        with atomic_path(path) as tmp:
+            torch.save(_to_state(motion, wanted), tmp)
     return motion
+
+
+def _saved(path: Path, wanted: dict, quiet: bool = False) -> SubjectMotion | None:
+    """The motion model saved at ``path`` if it was trained for ``wanted``, else None."""
+    if not path.exists():
+        return None
+    state = _read(path)
+    if state is not None and state.get("identity") == wanted:
+        return _from_state(state)
+    if not quiet:
+        log.info("motion model in %s is stale (other preprocessing or settings): training a new one", path)
+    return None
 
 
 def _identity(subject: Subject, cfg: MotionConfig) -> dict:
