@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   := ../shared/data
 
-.PHONY: setup toolchain browser test test-fast demo bench bench-fit pretrain clean help
+.PHONY: setup toolchain browser ray test test-fast demo bench bench-fit pretrain clean help
 
 help:
 	@echo "make setup   create .venv and install talking-avatar into it"
@@ -16,6 +16,7 @@ help:
 	@echo "make demo VIDEO=me.mp4   the same on your own video, with the default preset"
 	@echo "make bench   set up, run every benchmark and rewrite the table in docs/benchmarks.md (about 75 minutes the first time)"
 	@echo "make bench-fit  set up, then the whole fit of cnn2 (about 46 minutes)"
+	@echo "make ray     install Ray for avatar batch (make test does)"
 	@echo "make pretrain   rebuild the shipped multispeaker motion prior from ../shared/data/multispeaker"
 
 setup: $(STAMP)
@@ -46,6 +47,11 @@ browser:
 	  echo "note: no Chromium (sudo apt-get install chromium): the viewer's browser tests will skip"; \
 	fi
 
+# Ray, for `avatar batch` (optional: without it, batches run on a process pool and the Ray tests skip).
+ray: setup
+	@$(BIN)/python -c "import ray" 2>/dev/null || $(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[batch]" \
+	  || echo "warning: Ray could not be installed: avatar batch will use a process pool and its Ray tests skip"
+
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "talking-avatar needs Python 3.11, found " + sys.version.split()[0]' \
 	  || { echo "error: Python 3.11 is required (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -57,10 +63,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # Chromium only for the tests (the demo and the product do not need it).
-test: setup browser
+test: setup browser ray
 	$(BIN)/python -m pytest -q
 
-test-fast: setup browser
+test-fast: setup browser ray
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Writes demo_out/ (sample.mp4, subject/, talk.mp4, eval.mp4, eval.json); again reuses what is done.

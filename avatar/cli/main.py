@@ -19,7 +19,7 @@ from avatar.core.errors import UserError
 INTERRUPTED = "interrupted: finished stages are kept; run the same command again to resume"
 """What Ctrl-C prints, unless the command set its own ``interrupted`` default (one that cannot resume)."""
 
-SUBCOMMANDS = ("preprocess", "fit", "eval", "export", "motion", "render", "view", "inspect", "bench", "config")
+SUBCOMMANDS = ("preprocess", "fit", "eval", "export", "motion", "render", "view", "batch", "inspect", "bench", "config")
 
 
 def build_parser() -> argparse.ArgumentParser:
