@@ -87,6 +87,8 @@ BENCHES = (
           (Metric("seconds", "<= 60"), Metric("realtime_factor"), Metric("peak_rss_mb")), ("audio", "SUBJECT")),
     Bench("stream", "the viewer's engine, 30 s of speech at 512x512", ("bench", "stream", "SUBJECT"),
           (Metric("fps", ">= 30"), Metric("first_frame_ms", "<= 200"), Metric("peak_rss_mb")), ("audio", "SUBJECT")),
+    Bench("batch", "`avatar batch`: 6 renders of 10 s, 1 and 2 workers", ("bench", "batch", "SUBJECT"),
+          (Metric("w1_jobs_per_min"), Metric("w2_jobs_per_min"), Metric("speedup")), ("audio", "SUBJECT")),
     Bench("audio_eval", "audio-driven `avatar eval` (its own held-out speech)",
           ("eval", "SUBJECT", "--driver", "audio", "--no-video"),
           (Metric("psnr", ">= 31"), Metric("lmd", "<= 2.8"), Metric("mouth_corr", ">= 0.7")), ("SUBJECT",)),

@@ -1,4 +1,4 @@
-"""``avatar bench raster|preprocess|robustness|fit|motion|render|stream|startup|all``: the benchmarks behind docs/benchmarks.md."""
+"""``avatar bench raster|preprocess|robustness|fit|motion|render|stream|batch|startup|all``: the benchmarks behind docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -97,6 +97,17 @@ def add_parser(sub, common) -> None:
     st.add_argument("--repeats", type=int, default=5, help="processes started per command (median)")
     st.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     st.set_defaults(func=run_startup)
+
+    bt = which.add_parser("batch", parents=[common], help="jobs per minute of `avatar batch`, 1 and 2 workers",
+                          description="Runs --jobs renders of --seconds of other speakers' speech each (from "
+                                      "../shared/data/audio) through `avatar batch`'s scheduler with 1 and with 2 "
+                                      "workers on this machine: jobs per minute and the speed-up (issue #15).")
+    bt.add_argument("subject", type=Path, help="a fitted subject folder (its motion model is trained if missing)")
+    bt.add_argument("--jobs", type=int, default=6, help="renders per run (default 6)")
+    bt.add_argument("--seconds", type=float, default=10.0, help="speech per render, seconds (default 10)")
+    bt.add_argument("--ray", default=None, help="as for `avatar batch` (default: Ray on this machine if installed)")
+    bt.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    bt.set_defaults(func=run_batch_bench)
 
     from avatar.cli import bench_all
     bench_all.add_parser(which, common)
@@ -204,6 +215,15 @@ def run_stream_bench(args) -> int:
     cfg = load_config(args.config, args.overrides)
     result = {"machine": machine()}
     result.update(bench_stream(args.subject, args.audio, cfg.motion, cfg.view, seconds=args.seconds))
+    _print(result, args.json)
+    return 0
+
+
+def run_batch_bench(args) -> int:
+    from avatar.batch.bench import bench_batch
+
+    result = {"machine": machine()}
+    result.update(bench_batch(args.subject, jobs=args.jobs, seconds=args.seconds, ray=args.ray))
     _print(result, args.json)
     return 0
 
