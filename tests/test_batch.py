@@ -28,6 +28,25 @@ HAS_ESPEAK = importlib.util.find_spec("espeakng_loader") is not None
 FAST = ["fit.iterations=150", "motion.predictor.steps=100"]
 
 
+SPEECH_S = 3.0
+"""Length of the test renders' speech: short, since the batch is what is tested, not the render."""
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> list[Path]:
+    """Three different 3 s stretches of real speech (other speakers, 44.1 and 16 kHz, stereo and mono)."""
+    import soundfile as sf
+
+    folder = tmp_path_factory.mktemp("speech")
+    out = []
+    for name, start in (("hallo_1.wav", 1.0), ("sadtalker_radio31.wav", 0.5), ("dreamtalk_german1.wav", 2.0)):
+        audio, rate = sf.read(data_file("audio", name))
+        path = folder / f"{Path(name).stem}_3s.wav"
+        sf.write(path, audio[int(start * rate):int((start + SPEECH_S) * rate)], rate)
+        out.append(path)
+    return out
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -105,7 +124,7 @@ jobs:
 # ------------------------------------------------------------------ a real batch on this machine
 
 @pytest.fixture(scope="module")
-def local_batch(tmp_path_factory, may_subject):
+def local_batch(tmp_path_factory, may_subject, speech):
     """One batch run with its default executor (Ray on this machine when installed): a short fast fit of
     may_5s (the preprocessed folder, copied, fitted in place) and three renders of it, one with a corrupt
     sound file."""
@@ -117,14 +136,14 @@ def local_batch(tmp_path_factory, may_subject):
     jobs = _write(root / "jobs.yaml", f"""
 retries: 1
 defaults:
-  render: {{config: fast}}
+  render: {{config: fast, set: {FAST[1:]}}}  # the fit job's motion settings: its motion model is reused
 jobs:
   - name: may
     fit: may
     config: fast
     set: {FAST}
   - render: may
-    audio: {data_file('audio', 'hallo_1.wav')}
+    audio: {speech[0]}
     out: renders/hallo.mp4
 {text}  - render: may
     audio: corrupt.wav
@@ -143,7 +162,7 @@ def test_batch_fits_then_renders_and_a_corrupt_input_fails_alone(local_batch):
     assert report["executor"].startswith("Ray on this machine" if HAS_RAY else "this machine")
     assert jobs["may"]["status"] == "done" and (root / "may" / "fit" / "avatar.pt").is_file()
     assert jobs["hallo"]["status"] == "done"
-    _check_video(root / "renders" / "hallo.mp4", 7.5)
+    _check_video(root / "renders" / "hallo.mp4", SPEECH_S)
     if HAS_ESPEAK:
         assert jobs["text"]["status"] == "done"
         info = probe_media(root / "renders" / "text.mp4")
@@ -160,6 +179,8 @@ def test_batch_fits_then_renders_and_a_corrupt_input_fails_alone(local_batch):
 
 
 def test_a_rerun_skips_finished_jobs_and_redoes_a_damaged_output(local_batch):
+    """Re-runs on the process pool (--ray off): finished jobs are skipped; a damaged video is made again, the
+    same video the first run's executor (Ray, when installed) made."""
     root, jobs, first = local_batch
     assert first.returncode == 1
     video = root / "renders" / "hallo.mp4"
@@ -173,33 +194,18 @@ def test_a_rerun_skips_finished_jobs_and_redoes_a_damaged_output(local_batch):
     assert "hallo: already finished" in r.stderr
 
     # a damaged output is checked, not just present: it is made again
+    before = np.stack(video_frames(video)).astype(np.float32)
     data = video.read_bytes()
     video.write_bytes(data[: len(data) // 2])
-    r = run_avatar("batch", jobs, "--ray", "off")
+    r = run_avatar("batch", jobs, "--ray", "off", "--workers", "1")
     report = _report(root / "jobs_batch")
     assert report["by_name"]["hallo"]["status"] == "done", r.stderr
     assert report["by_name"]["may"]["status"] == "skipped"
-    _check_video(video, 7.5)
-
-
-def test_the_process_pool_renders_what_ray_rendered(local_batch):
-    """Without Ray (--ray off) the same job gives the same video."""
-    root, _, first = local_batch
-    assert first.returncode == 1
-    jobs = _write(root / "pool.yaml", f"""
-jobs:
-  - render: may
-    audio: {data_file('audio', 'hallo_1.wav')}
-    out: renders/hallo_pool.mp4
-    config: fast
-""")
-    r = run_avatar("batch", jobs, "--ray", "off", "--workers", "1")
-    assert r.returncode == 0, r.stderr
-    assert "(process pool)" in r.stderr
-    a = np.stack(video_frames(root / "renders" / "hallo.mp4")).astype(np.float32)
-    b = np.stack(video_frames(root / "renders" / "hallo_pool.mp4")).astype(np.float32)
-    assert a.shape == b.shape
-    assert np.abs(a - b).mean() < 1.0  # the same frames, up to the encoder and thread-order rounding
+    assert "(process pool)" in report["executor"]
+    _check_video(video, SPEECH_S)
+    after = np.stack(video_frames(video)).astype(np.float32)
+    assert before.shape == after.shape
+    assert np.abs(before - after).mean() < 1.0  # the same frames, up to the encoder and thread-order rounding
 
 
 # ------------------------------------------------------------------ a real two-node cluster
@@ -235,7 +241,7 @@ def _job_processes(sid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not HAS_RAY, reason=NO_RAY)
-def test_a_two_node_cluster_finishes_the_batch_when_its_worker_dies(tmp_path, may_motion):
+def test_a_two_node_cluster_finishes_the_batch_when_its_worker_dies(tmp_path, may_motion, speech):
     ray = str(Path(sys.executable).with_name("ray"))
     port, temp = _free_port(), tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must be short
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
@@ -260,9 +266,7 @@ def test_a_two_node_cluster_finishes_the_batch_when_its_worker_dies(tmp_path, ma
             time.sleep(0.5)
         pytest.fail(f"the Ray cluster did not reach {n} nodes: {(tmp_path / 'head.log').read_text()[-2000:]}")
 
-    speech = [("audio", data_file("audio", "hallo_1.wav"), 7.5), ("audio", data_file("audio", "sadtalker_radio31.wav"), 8.0),
-              ("audio", data_file("audio", "dreamtalk_german1.wav"), 8.71), ("audio", data_file("audio", "hallo_1.wav"), 7.5)]
-    lines = [f"  - {{render: {may_motion}, {k}: {v}, out: out/r{i}.mp4}}" for i, (k, v, _) in enumerate(speech)]
+    lines = [f"  - {{render: {may_motion}, audio: {a}, out: out/r{i}.mp4}}" for i, a in enumerate(speech)]
     jobs = _write(tmp_path / "jobs.yaml", "retries: 2\njobs:\n" + "\n".join(lines) + "\n")
     try:
         head = start("--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}", log="head.log")
@@ -284,13 +288,13 @@ def test_a_two_node_cluster_finishes_the_batch_when_its_worker_dies(tmp_path, ma
         assert killed, f"no job ever ran on the worker node: {err[-3000:]}"
         assert batch.returncode == 0, err[-3000:]
         report = _report(tmp_path / "jobs_batch")
-        assert report["summary"]["done"] == 4, report["summary"]
+        assert report["summary"]["done"] == len(speech), report["summary"]
         assert "2 nodes" in report["executor"]
         retried = [j for j in report["jobs"] if j["attempts"] > 1]
         assert retried, "no job was retried after its node died"
         assert any("Died" in e or "lost" in e.lower() for j in retried for e in j["errors"]), retried
-        for i, (_, _, seconds) in enumerate(speech):
-            _check_video(tmp_path / "out" / f"r{i}.mp4", seconds)
+        for i in range(len(speech)):
+            _check_video(tmp_path / "out" / f"r{i}.mp4", SPEECH_S)
         assert not list((tmp_path / "out").glob("*tmp*")), "a killed job left a temporary file"
         deadline = time.time() + 20
         while _session_processes(worker.pid) and time.time() < deadline:
@@ -302,3 +306,37 @@ def test_a_two_node_cluster_finishes_the_batch_when_its_worker_dies(tmp_path, ma
                 os.killpg(p.pid, signal.SIGKILL)
             p.wait(timeout=30)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ctrl_c_stops_the_batch_cleanly_and_a_rerun_finishes_it(tmp_path, may_motion, speech):
+    jobs = _write(tmp_path / "jobs.yaml", f"""
+jobs:
+  - {{render: {may_motion}, audio: {speech[1]}, out: out/a.mp4}}
+""")
+    batch = subprocess.Popen([sys.executable, "-m", "avatar.cli.main", "batch", str(jobs), "--ray", "off"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import psutil
+
+    def job_children() -> list[psutil.Process]:
+        with __import__("contextlib").suppress(psutil.Error):
+            return [c for c in psutil.Process(batch.pid).children(recursive=True)
+                    if "avatar.cli.main" in " ".join(c.cmdline())]
+        return []
+
+    deadline = time.time() + 120
+    while not (children := job_children()) and batch.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert children, "the job never started"
+    time.sleep(1.0)
+    batch.send_signal(signal.SIGINT)  # to the batch only, not its job: the job must go with it
+    _, err = batch.communicate(timeout=60)
+    assert batch.returncode == 130, err[-2000:]
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, "the interrupted batch left its job running"
+    assert "interrupted: finished jobs are kept" in err
+    report = _report(tmp_path / "jobs_batch")
+    assert report["interrupted"] and report["by_name"]["a"]["status"] == "interrupted"
+    assert not (tmp_path / "out" / "a.mp4").exists()
+    r = run_avatar("batch", jobs, "--ray", "off")
+    assert r.returncode == 0, r.stderr
+    _check_video(tmp_path / "out" / "a.mp4", SPEECH_S)

@@ -23,6 +23,7 @@ where the work goes and how it is packed:
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -47,11 +48,13 @@ class Attempt:
     """The job's log, appended to by every attempt."""
 
 
-def run_command(args: list[str], log: str, threads: int, header: str) -> dict:
+def run_command(args: list[str], log: str, threads: int, header: str, on_start=None) -> dict:
     """Run ``avatar ARGS`` in a new process with ``threads`` threads, its output appended to ``log``.
 
     Returns ``{"rc", "seconds", "host", "pid", "tail"}`` (``tail``: the last lines of
     the log). The unit of work of every executor; on Ray it runs inside a worker.
+    ``on_start(process)`` is told the :class:`subprocess.Popen` (the process pool
+    keeps it, to stop it on Ctrl-C).
     """
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), AVATAR_QUIET="0")
     env.pop("AVATAR_PROGRESS", None)  # no progress bars in a log file
@@ -61,8 +64,11 @@ def run_command(args: list[str], log: str, threads: int, header: str) -> dict:
                 f"{'s' if threads > 1 else ''}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
                 f"$ avatar {' '.join(_quote(a) for a in args)}\n")
         f.flush()
-        proc = subprocess.run([sys.executable, "-m", "avatar.cli.main", *args], stdout=f, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen([sys.executable, "-m", "avatar.cli.main", *args], stdout=f, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent)
+        if on_start is not None:
+            on_start(proc)
+        proc.wait()
         seconds = time.time() - t0
         f.write(f"=== exit status {proc.returncode} after {seconds:.1f} s\n")
     return {"rc": proc.returncode, "seconds": round(seconds, 2), "host": socket.gethostname(),
@@ -73,7 +79,6 @@ def _die_with_parent() -> None:
     """In the child, before exec: SIGKILL this process when its parent dies (Linux; elsewhere a no-op)."""
     try:
         import ctypes
-        import signal
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
@@ -109,6 +114,7 @@ class ProcessPool:
         self._pool = ThreadPoolExecutor(max(workers, self.cores), thread_name_prefix="avatar-batch")
         self._queue: list[Attempt] = []
         self._running: dict[Future, tuple[Attempt, int]] = {}
+        self._processes: list[subprocess.Popen] = []
 
     def describe(self) -> str:
         return f"this machine, {self.workers} job{'s' if self.workers > 1 else ''} at once (process pool)"
@@ -129,7 +135,8 @@ class ProcessPool:
                 continue
             self._queue.remove(attempt)
             header = f"{attempt.job.name}: attempt {attempt.number}"
-            fut = self._pool.submit(run_command, attempt.job.command(threads), str(attempt.log), threads, header)
+            fut = self._pool.submit(run_command, attempt.job.command(threads), str(attempt.log), threads, header,
+                                    self._processes.append)
             self._running[fut] = (attempt, threads)
 
     def wait(self, timeout: float) -> list[tuple[Attempt, dict | BaseException]]:
@@ -148,8 +155,19 @@ class ProcessPool:
         return out
 
     def close(self, cancel: bool = False) -> None:
+        """Wait for the running jobs; with ``cancel``, stop them (SIGINT, then SIGKILL after 10 s) first."""
         self._queue.clear()
-        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        if cancel:
+            running = [p for p in self._processes if p.poll() is None]
+            for p in running:
+                p.send_signal(signal.SIGINT)  # the command's own Ctrl-C: it removes its temporary files
+            deadline = time.time() + 10
+            for p in running:
+                try:
+                    p.wait(timeout=max(0.1, deadline - time.time()))
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        self._pool.shutdown(wait=True, cancel_futures=cancel)
 
 
 class RayExecutor:
