@@ -121,6 +121,17 @@ jobs:
     assert "jobs one and two both write" in r.stderr
 
 
+@pytest.mark.skipif(not HAS_RAY, reason=NO_RAY)
+def test_a_wrong_cluster_address_is_a_clear_error_not_a_hang(tmp_path, may_fit):
+    jobs = _write(tmp_path / "jobs.yaml", f"jobs:\n  - {{render: {may_fit}, text: hi, out: a.mp4}}\n")
+    r = run_avatar("batch", jobs, "--ray", f"127.0.0.1:{_free_port()}")
+    assert r.returncode == 2
+    assert "no Ray cluster answers at 127.0.0.1:" in r.stderr and "ray start --head" in r.stderr
+    r = run_avatar("batch", jobs, "--ray", "nonsense")
+    assert r.returncode == 2 and "--ray nonsense: not an address" in r.stderr
+    assert not (tmp_path / "a.mp4").exists()
+
+
 # ------------------------------------------------------------------ a real batch on this machine
 
 @pytest.fixture(scope="module")

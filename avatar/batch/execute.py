@@ -183,6 +183,8 @@ class RayExecutor:
         self._ray = ray
         self.address = address
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if address not in (None, "auto"):
+            _check_reachable(address)
         kwargs = dict(log_to_driver=False, configure_logging=True, logging_level="ERROR", include_dashboard=False)
         try:
             if address is None:
@@ -256,6 +258,20 @@ class RayExecutor:
                 except Exception:  # noqa: BLE001 - already finished or its node is gone
                     pass
         self._ray.shutdown()
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """UserError unless something listens at HOST:PORT (Ray itself retries a wrong address for minutes)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--ray {address}: not an address", "give the head's HOST:PORT (e.g. 10.0.0.5:6379), "
+                        "auto, local or off")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise UserError(f"no Ray cluster answers at {address} ({e.strerror or e.__class__.__name__})",
+                        "start its head with `ray start --head --port PORT` (docs/scaling.md), check the "
+                        "address and that the port is open, or leave out --ray to run on this machine") from None
 
 
 def make_executor(ray: str | None, workers: int):
