@@ -23,6 +23,7 @@ where the work goes and how it is packed:
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -62,7 +63,7 @@ def run_command(args: list[str], log: str, threads: int, header: str, on_start=N
     with open(log, "a") as f:
         f.write(f"=== {header} on {socket.gethostname()} (pid {os.getpid()}), {threads} thread"
                 f"{'s' if threads > 1 else ''}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
-                f"$ avatar {' '.join(_quote(a) for a in args)}\n")
+                f"$ avatar {shlex.join(args)}\n")
         f.flush()
         proc = subprocess.Popen([sys.executable, "-m", "avatar.cli.main", *args], stdout=f, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent)
@@ -91,11 +92,6 @@ def _tail(log: Path, lines: int = 6) -> str:
         return ""
     body = [t for t in text if not t.startswith(("=== ", "$ "))]
     return "\n".join(body[-lines:])
-
-
-def _quote(a: str) -> str:
-    import shlex
-    return shlex.quote(a)
 
 
 def local_threads(job: Job, cores: int, workers: int) -> int:

@@ -64,12 +64,12 @@ class Job:
     """The ``avatar`` command line without the thread settings, which depend on where it runs."""
     inputs: list[Path]
     """Files it reads (video, audio, motion, a preset file): a changed one makes a finished job run again."""
-    cpus: int
-    """Cores it asks for on a cluster, and the threads it then uses."""
-    memory_gb: float
-    """Memory it asks for on a cluster, GiB."""
     subject: Path
     """The subject folder it fits or renders."""
+    cpus: int = 1
+    """Cores it asks for on a cluster, and the threads it then uses."""
+    memory_gb: float = 2.0
+    """Memory it asks for on a cluster, GiB."""
     subject_ref: str = ""
     """A render's ``render:`` value as written: a fit job's name or a folder."""
     needs: list[str] = field(default_factory=list)
@@ -208,7 +208,7 @@ def _fit_job(e, base, label, cfg_args, cfg_inputs) -> tuple[Job | None, list[str
     if name_err:
         return None, [name_err]
     return Job(name=name, kind="fit", out=out, args=args + cfg_args, inputs=([src] if src.is_file() else [])
-               + cfg_inputs, cpus=0, memory_gb=0.0, subject=out), []
+               + cfg_inputs, subject=out), []
 
 
 def _render_job(e, base, label, cfg_args, cfg_inputs) -> tuple[Job | None, list[str]]:
@@ -258,7 +258,7 @@ def _render_job(e, base, label, cfg_args, cfg_inputs) -> tuple[Job | None, list[
     name, name_err = _name(e, out.stem, label)
     if name_err:
         return None, [name_err]
-    job = Job(name=name, kind="render", out=out, args=args + cfg_args, inputs=inputs, cpus=0, memory_gb=0.0,
+    job = Job(name=name, kind="render", out=out, args=args + cfg_args, inputs=inputs,
               subject=_path(subject, base), subject_ref=subject, wants_audio="audio" in e or "text" in e)
     return job, []
 
