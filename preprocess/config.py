@@ -19,7 +19,7 @@ AUDIO_SAMPLE_RATE_HZ = 16000
 
 Fraction = Annotated[float, Range(0.0, 1.0)]
 
-STAGE_NAMES = ("decode", "landmarks", "tracking", "segmentation", "background", "audio", "preview")
+STAGE_NAMES = ("decode", "landmarks", "tracking", "segmentation", "background", "torso", "audio", "preview")
 """The stages in the order they run (``preprocess/stages.py`` defines them and checks this list),
 named here so that ``avatar preprocess --help`` and ``--force`` need no stage code."""
 
@@ -135,6 +135,26 @@ class SegmentationConfig:
 
 
 @dataclass
+class TorsoConfig:
+    """Settings of the shoulder tracking (the torso's motion in the image per frame, see preprocess/torso.py)."""
+
+    region_frames: Annotated[int, Range(1, 10000)] = 50
+    """Frames, spread over the clip, whose torso labels give the shoulder region (present in half of them)."""
+    margin_fraction: Annotated[float, Range(0.0, 0.2)] = 0.02
+    """The region is widened by this share of the frame side, so the shoulders' outline is in it."""
+    below_chin_fraction: Annotated[float, Range(-0.5, 0.5)] = 0.03
+    """The neck is left out down to this share of the frame side below the chin, between the face's edges."""
+    work_px: Annotated[int, Range(32, 4096)] = 512
+    """Frames are aligned at this side, pixels (the motion is reported at the working size); at half of 512
+    the error on a known motion was up to 1.1 px, at 512 up to 0.6."""
+    iterations: Annotated[int, Range(1, 1000)] = 60
+    """Most ECC iterations per frame."""
+    min_correlation: Annotated[float, Range(-1.0, 1.0)] = 0.7
+    """A frame whose aligned shoulders correlate less than this with the reference's (ECC's score; an arm in
+    front, a turn) is filled in from its neighbours."""
+
+
+@dataclass
 class BackgroundConfig:
     """Settings of the static background plate."""
 
@@ -228,6 +248,8 @@ class PreprocessConfig:
     """Per-frame labels: background, head, neck/torso, mouth interior, eyes."""
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
     """Static background plate."""
+    torso: TorsoConfig = field(default_factory=TorsoConfig)
+    """Shoulder tracking: the torso's shift in the image per frame."""
     audio: AudioFeatureConfig = field(default_factory=AudioFeatureConfig)
     """Audio features (mel, pitch, energy, voice activity, phones) at the frame rate decode.fps."""
     val_fraction: Annotated[float, Range(0.0, 0.5, hi_open=True)] = 0.1

@@ -175,7 +175,25 @@ def run_background(ctx: StageContext) -> None:
     write_image(ctx.paths.background_observed, observed.astype(np.uint8) * 255)
 
 
-# ---------------------------------------------------------------- 6. audio features
+# ---------------------------------------------------------------- 6. torso
+def run_torso(ctx: StageContext) -> None:
+    """torso.npz: the shoulders' motion in the image per frame (an affine map)."""
+    from preprocess.subject_data import TorsoTrack
+    from preprocess.torso import neck_column, shoulder_region, track_shoulders
+
+    cfg, tr = ctx.cfg.torso, ctx.tracking()
+    valid = np.flatnonzero(tr.valid)
+    sample = valid[np.unique(np.linspace(0, len(valid) - 1, cfg.region_frames).round().astype(int))]
+    region = shoulder_region(ctx.read_labels, sample, neck_column(tr.landmarks2d, tr.valid), cfg)
+    reference = int(valid[len(valid) // 2])
+    affine, measured = track_shoulders(ctx.read_frame, ctx.n_frames, region, reference, cfg)
+    if not measured.all():
+        log.info("torso: the shoulders were matched in %d of %d frames; the others are interpolated",
+                 int(measured.sum()), len(measured))
+    write_npz(ctx.paths.torso, **TorsoTrack(affine, measured).arrays())
+
+
+# ---------------------------------------------------------------- 7. audio features
 def run_audio(ctx: StageContext) -> None:
     """Audio features at the video frame rate (and 100 Hz), or nothing without audio."""
     from preprocess.audio_features import compute_audio_features
@@ -190,7 +208,7 @@ def run_audio(ctx: StageContext) -> None:
     write_npz(ctx.paths.audio_features, **{k: np.asarray(v) for k, v in feats.items()})
 
 
-# ---------------------------------------------------------------- 7. preview
+# ---------------------------------------------------------------- 8. preview
 def run_preview(ctx: StageContext) -> None:
     """preview.mp4: landmarks, fitted mesh, pose axes and masks over the frames, with sound."""
     from preprocess.preview import write_preview
@@ -233,6 +251,7 @@ STAGES: tuple[Stage, ...] = (
           lambda p: [p.labels]),
     Stage("background", run_background, ("segmentation",), ("background",),
           lambda p: [p.background, p.background_observed]),
+    Stage("torso", run_torso, ("decode", "tracking", "segmentation"), ("torso",), lambda p: [p.torso]),
     Stage("audio", run_audio, ("decode",), ("audio",), lambda p: [p.audio_features]),
     Stage("preview", run_preview, ("tracking", "segmentation"), (), lambda p: [p.preview]),
 )

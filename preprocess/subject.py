@@ -20,9 +20,9 @@ import numpy as np
 from avatar.core.errors import UserError
 from avatar.core.files import read_image
 from preprocess.cache import damaged_outputs
-from preprocess.subject_data import AudioFeatures, Landmarks, Manifest, Split, Tracking, load_npz
+from preprocess.subject_data import AudioFeatures, Landmarks, Manifest, Split, TorsoTrack, Tracking, load_npz
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Bumped whenever a loader could misread an older folder."""
 
 FRAME_PATTERN = "{:06d}.jpg"
@@ -75,6 +75,10 @@ class SubjectPaths:
     @property
     def tracking(self) -> Path:
         return self.root / "tracking.npz"
+
+    @property
+    def torso(self) -> Path:
+        return self.root / "torso.npz"
 
     @property
     def audio_features(self) -> Path:
@@ -208,6 +212,10 @@ class Subject:
     @cached_property
     def tracking(self) -> Tracking:
         return load_npz(Tracking, self.paths.tracking)
+
+    @cached_property
+    def torso(self) -> TorsoTrack:
+        return load_npz(TorsoTrack, self.paths.torso)
 
     @cached_property
     def landmarks(self) -> Landmarks:

@@ -112,6 +112,20 @@ class Tracking:
 
 
 @dataclass(frozen=True)
+class TorsoTrack:
+    """The shoulders' motion in the image per frame (``torso.npz``; see :mod:`preprocess.torso`)."""
+
+    affine: np.ndarray
+    """(F, 2, 3) float32 ``[L | b]``: a shoulder point at working-frame pixel ``x`` where the shoulders
+    usually are (centres at +0.5) is at ``L x + b`` in the frame; the usual place is the clip's median."""
+    measured: np.ndarray
+    """(F,) bool: False where the alignment failed and the motion was filled in from the neighbours."""
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return _arrays_of(self)
+
+
+@dataclass(frozen=True)
 class AudioFeatures:
     """Frame-aligned audio features (``audio_features.npz``; see :mod:`preprocess.audio_features`).
 

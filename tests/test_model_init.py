@@ -106,13 +106,14 @@ def test_compiled_placement_matches_the_pytorch_one(model, subject):
 
     def both(i):
         verts, viewmat = torch.from_numpy(t.verts[i]), torch.from_numpy(t.viewmats[i])
+        shoulders = torch.eye(3, 4) + torch.tensor([[0.02, 0.01, 0, 0.01], [0, -0.03, 0, -0.02], [0, 0, 0, 0]]) * (i % 2)
         with torch.no_grad():
-            compiled = m.place(verts, viewmat)
+            compiled = m.place(verts, viewmat, torso=shoulders)
         with torch.enable_grad():
-            reference = [x.detach() for x in m.place(verts, viewmat)]
+            reference = [x.detach() for x in m.place(verts, viewmat, torso=shoulders)]
         return compiled, reference
 
-    for i in (0, len(t.verts) // 2, len(t.verts) - 1):
+    for i in (0, 1, len(t.verts) // 2, len(t.verts) - 1):
         compiled, reference = both(i)
         for name, a, b in zip(("means", "quats", "scales", "opacities", "colors"), compiled, reference):
             assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5, rtol=1e-5), (name, (a - b).abs().max())

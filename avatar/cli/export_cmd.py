@@ -27,6 +27,7 @@ def run(args) -> int:
 
     from avatar.core.errors import UserError
     from avatar.model.export import write_ply
+    from avatar.model.gaussians import torso_motion_m
     from avatar.model.store import load_avatar
     from preprocess.subject import Subject
 
@@ -41,8 +42,10 @@ def run(args) -> int:
     frame = 0 if args.frame is None else args.frame
     verts = model.mean_shape if args.frame is None else torch.from_numpy(t.verts[frame])
     expr = None if args.frame is None else torch.from_numpy(t.expr[frame].astype("float32"))
+    torso = None if args.frame is None else \
+        torso_motion_m(torch.from_numpy(subject.torso.affine[frame]), model, torch.from_numpy(t.K(subject.size)))
     with torch.no_grad():
-        means, quats, scales, opacities, colors = model.place(verts, torch.from_numpy(t.viewmats[frame]), expr)
+        means, quats, scales, opacities, colors = model.place(verts, torch.from_numpy(t.viewmats[frame]), expr, torso)
     args.ply.parent.mkdir(parents=True, exist_ok=True)
     write_ply(args.ply, means, quats, scales, opacities, colors)
     logging.getLogger("avatar").info("wrote %d Gaussians to %s", len(means), args.ply)

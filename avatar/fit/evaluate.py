@@ -17,7 +17,12 @@ Metrics (one JSON object, ``fit/eval.json``):
   separate steady-state pass over up to :data:`FPS_FRAMES` frames (after a
   warm-up, nothing else running in between: what a viewer gets);
 - ``psnr_mouth``, ``psnr_face``: inside the lips-and-mouth region, and in the
-  rest of the head region, to see where the error is.
+  rest of the head region, to see where the error is;
+- ``psnr_live_background``: full frame, with the avatar composited over the real
+  frame's own background where that frame shows background (the plate where the
+  person is), as ``avatar render --paste-back`` shows it over the source video:
+  the avatar's error without the studio's (a static plate cannot know what a
+  screen behind the speaker shows next).
 
 It also writes ``fit/eval.mp4``: real | rendered | error, with the sound.
 """
@@ -40,6 +45,7 @@ from avatar.fit.metrics import FaceMetrics, inner_lip_opening, lmd_of, mouth_cor
 from avatar.fit.video import SideBySideWriter
 from avatar.model.frame import render_frame
 from avatar.model.store import fit_dir, load_avatar
+from preprocess.segmentation import LABEL_BACKGROUND
 from preprocess.subject import Subject
 
 METRIC_SIZE = 512
@@ -64,6 +70,7 @@ def evaluate(root: str | Path, *, video: bool = True, frames: int | None = None)
     verts, viewmats = torch.from_numpy(t.verts), torch.from_numpy(t.viewmats)
     expr = torch.from_numpy(t.expr.astype(np.float32))
     K = torch.from_numpy(t.K(subject.size))
+    torso = torch.from_numpy(subject.torso.affine)  # the validation frames' tracked shoulders, like their pose
     plate = torch.from_numpy(subject.background().astype(np.float32) / 255.0)
     data = TrainingFrames(subject)
     faces = FaceMetrics()
@@ -76,17 +83,26 @@ def evaluate(root: str | Path, *, video: bool = True, frames: int | None = None)
     with torch.no_grad(), (writer if writer is not None else contextlib.nullcontext()):
         for i in progress(val, desc="eval", unit="frame"):
             i = int(i)
-            rgb = render_frame(model, verts[i], viewmats[i], K, subject.size, plate, expr=expr[i]).rgb
-            rendered = (rgb.clamp(0, 1) * 255).round().byte().numpy()
+            out_i = render_frame(model, verts[i], viewmats[i], K, subject.size, None, expr=expr[i], torso_affine=torso[i])
             frame = data[i]
+            shown_background = torch.from_numpy(frame.labels == LABEL_BACKGROUND)[..., None]
+            live = torch.where(shown_background, torch.from_numpy(frame.image).float() / 255.0, plate)
+            rendered = _picture(out_i.rgb + (1.0 - out_i.alpha) * plate)
             rows.append(frame_metrics(frame, rendered, faces))
+            rows[-1]["psnr_live_background"] = psnr(frame.image, _picture(out_i.rgb + (1.0 - out_i.alpha) * live))
             if writer is not None:
                 writer.write(frame.image, rendered)
     result = summarise(rows)
-    render = lambda i: render_frame(model, verts[i], viewmats[i], K, subject.size, plate, expr=expr[i])  # noqa: E731
+    render = lambda i: render_frame(model, verts[i], viewmats[i], K, subject.size, plate, expr=expr[i],  # noqa: E731
+                                    torso_affine=torso[i])
     result.update(frames=len(rows), render_fps=round(render_fps(render, [int(i) for i in val]), 1),
                   size=subject.size, gaussians=len(model))
     return result
+
+
+def _picture(rgb: torch.Tensor) -> np.ndarray:
+    """(S, S, 3) uint8 of a float RGB image in [0, 1]."""
+    return (rgb.clamp(0, 1) * 255).round().byte().numpy()
 
 
 def pick_frames(subject: Subject, frames: int | None) -> np.ndarray:
@@ -140,8 +156,10 @@ def metric_size(image: np.ndarray) -> np.ndarray:
 def summarise(rows: list[dict]) -> dict:
     """Means over frames of :func:`frame_metrics` rows (None entries skipped), plus ``lmd_frames``."""
     out = {}
-    for key in ("psnr", "psnr_head", "psnr_face", "psnr_mouth", "ssim", "lmd", "csim"):
-        values = [r[key] for r in rows if r[key] is not None and np.isfinite(r[key])]
+    for key in ("psnr", "psnr_head", "psnr_face", "psnr_mouth", "psnr_live_background", "ssim", "lmd", "csim"):
+        if not any(key in r for r in rows):
+            continue
+        values = [r[key] for r in rows if r.get(key) is not None and np.isfinite(r[key])]
         out[key] = round(float(np.mean(values)), 4) if values else None
     out["lmd_frames"] = sum(r["lmd"] is not None for r in rows)
     corr = mouth_corr(np.array([r["open_real"] for r in rows]), np.array([r["open_rendered"] for r in rows]))

@@ -58,13 +58,14 @@ class Trainer:
         self._viewmats = torch.from_numpy(t.viewmats)
         self._expr = torch.from_numpy(t.expr.astype(np.float32))
         self._K = torch.from_numpy(t.K(subject.size))
+        self._torso = torch.from_numpy(subject.torso.affine)
         self.plate = torch.from_numpy(subject.background().astype(np.float32) / 255.0)
         self.frames = TrainingFrames(subject)
 
     def render(self, i: int) -> RenderedFrame:
         """Frame ``i`` at its tracked mesh and pose, over the background plate."""
         return render_frame(self.model, self._verts[i], self._viewmats[i], self._K, self.subject.size, self.plate,
-                            expr=self._expr[i])
+                            expr=self._expr[i], torso_affine=self._torso[i])
 
     def step(self) -> LossTerms:
         """One training step on a random training frame; returns its loss terms."""

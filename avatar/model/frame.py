@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from torch import Tensor
 
-from avatar.model.gaussians import AvatarGaussians
+from avatar.model.gaussians import AvatarGaussians, torso_motion_m
 from avatar.render import rasterization, render_picture
 
 
@@ -21,7 +21,7 @@ class RenderedFrame(NamedTuple):
 
 def render_frame(model: AvatarGaussians, verts: Tensor, viewmat: Tensor, K: Tensor, size: int,
                  background: Tensor | None = None, backend: str = "auto", expr: Tensor | None = None,
-                 camera: Tensor | None = None) -> RenderedFrame:
+                 camera: Tensor | None = None, torso_affine: Tensor | None = None) -> RenderedFrame:
     """The avatar at one frame's tracked mesh and pose.
 
     Args:
@@ -33,8 +33,10 @@ def render_frame(model: AvatarGaussians, verts: Tensor, viewmat: Tensor, K: Tens
         camera: (4, 4) float32 new-camera-from-training-camera, to see the frame from elsewhere (None: the
             training camera). The Gaussians are placed for the head pose ``viewmat`` first (the torso
             follows the head as it does in the video), then seen through ``camera @ viewmat``.
+        torso_affine: (2, 3) float32 the shoulders' motion in the training camera's image, pixels (the
+            subject's ``torso.affine`` of the frame), or None: where they usually are.
     """
-    (means, quats, scales, opacities, colors), seen_from = _placed(model, verts, viewmat, expr, camera)
+    (means, quats, scales, opacities, colors), seen_from = _placed(model, verts, viewmat, K, expr, camera, torso_affine)
     rgb, alpha, meta = rasterization(means, quats, scales, opacities, colors, seen_from[None], K[None],
                                      size, size, backend=backend)
     rgb, alpha = rgb[0], alpha[0]
@@ -45,16 +47,18 @@ def render_frame(model: AvatarGaussians, verts: Tensor, viewmat: Tensor, K: Tens
 
 def render_picture_frame(model: AvatarGaussians, verts: Tensor, viewmat: Tensor, K: Tensor, size: int,
                          plate: Tensor, backend: str = "auto", expr: Tensor | None = None,
-                         camera: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                         camera: Tensor | None = None, torso_affine: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """The frame of :func:`render_frame` as a picture to look at, without gradients: (rgb (S, S, 3) uint8
     over ``plate`` (S, S, 3) float32 in [0, 1], alpha (S, S) float32). See :func:`avatar.render.render_picture`:
     on the CPU the kernel composites and rounds as it draws, 17% faster a frame than render_frame + composite."""
-    (means, quats, scales, opacities, colors), seen_from = _placed(model, verts, viewmat, expr, camera)
+    (means, quats, scales, opacities, colors), seen_from = _placed(model, verts, viewmat, K, expr, camera, torso_affine)
     rgb, alpha = render_picture(means, quats, scales, opacities, colors, seen_from[None], K[None], size, size,
                                 plate[None], backend=backend)
     return rgb[0], alpha[0]
 
 
-def _placed(model: AvatarGaussians, verts: Tensor, viewmat: Tensor, expr: Tensor | None, camera: Tensor | None):
+def _placed(model: AvatarGaussians, verts: Tensor, viewmat: Tensor, K: Tensor, expr: Tensor | None,
+            camera: Tensor | None, torso_affine: Tensor | None):
     """The placed Gaussians and the camera-from-head matrix they are seen through."""
-    return model.place(verts, viewmat, expr), (viewmat if camera is None else camera @ viewmat)
+    torso = None if torso_affine is None else torso_motion_m(torso_affine, model, K)
+    return model.place(verts, viewmat, expr, torso), (viewmat if camera is None else camera @ viewmat)

@@ -11,7 +11,8 @@
 - ``torso``: in the camera frame (neck and shoulders), each following the head's
   motion away from the rest pose by a learned fraction (``follow``: about 1 on
   the neck under the chin, 0 on the shoulders), so the neck turns with the head
-  without a seam while the shoulders stay put.
+  without a seam, and the shoulders' tracked motion (``torso``, see
+  :mod:`preprocess.torso`) by the rest of it: the shoulders go where the body is.
 
 Each group stores raw parameters (local means, wxyz quaternions, log-scales,
 opacity logits, colour logits); :meth:`AvatarGaussians.place` turns them into
@@ -122,7 +123,7 @@ class AvatarGaussians(nn.Module):
         self._encoded = (key, encoded) if not torch.is_grad_enabled() else None
         return encoded
 
-    def place(self, verts: Tensor, viewmat: Tensor, expr: Tensor | None = None
+    def place(self, verts: Tensor, viewmat: Tensor, expr: Tensor | None = None, torso: Tensor | None = None
               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Every Gaussian for one frame: means (N, 3) metres in the head frame, quats (N, 4),
         scales (N, 3) metres, opacities (N,), colours (N, 3) RGB.
@@ -132,9 +133,12 @@ class AvatarGaussians(nn.Module):
             viewmat: (4, 4) float32 the frame's camera-from-head matrix.
             expr: (E,) float32 the frame's expression code, for the deformation field
                 (None: neutral, zeros); ignored without one.
+            torso: (3, 4) float32 the shoulders' motion from their usual place in the camera frame,
+                ``p -> torso[:, :3] p + torso[:, 3]`` (metres), or None: none; see :func:`torso_motion_m`.
         """
+        torso = torch.eye(3, 4).to(verts) if torso is None else torso.to(verts)
         if self.deform is None and not torch.is_grad_enabled() and verts.device.type == "cpu":
-            return self._place_compiled(verts, viewmat)
+            return self._place_compiled(verts, viewmat, torso)
         f = self.face
         means, quats, log_scales = f.means, f.quats, f.log_scales
         face_color, face_opacity = f.color_logits, f.opacity_logits
@@ -152,7 +156,8 @@ class AvatarGaussians(nn.Module):
         motion_R = R @ rest_R.T
         followed = self.torso.means @ motion_R.T + (t - motion_R @ rest_t)
         follow = torch.sigmoid(self.torso.follow_logits)[:, None]
-        torso_cam = self.torso.means + follow * (followed - self.torso.means)
+        moved = self.torso.means @ torso[:, :3].T + torso[:, 3]
+        torso_cam = self.torso.means + follow * (followed - self.torso.means) + (1 - follow) * (moved - self.torso.means)
         torso_means = (torso_cam - t) @ R  # into the head frame
         torso_quats = self.torso.quats @ quat_left_matrix(rotmat_to_quat(R.T)).T  # one rotation for all
         means = torch.cat([face.means, mouth_means, self.head.means, torso_means])
@@ -185,7 +190,8 @@ class AvatarGaussians(nn.Module):
         self._frozen = (key, parts)
         return parts
 
-    def _place_compiled(self, verts: Tensor, viewmat: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def _place_compiled(self, verts: Tensor, viewmat: Tensor, torso: Tensor
+                        ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """:meth:`place` without gradients or a deformation field, on the CPU: the same numbers from one pass
         of the compiled ``place`` kernel (cuda_ext/csrc/place.cpp) over the cached constants, 0.64 ms for 47k
         Gaussians on one core where the PyTorch path takes 7.7-8.9 ms; opacities and colours are the cached
@@ -197,8 +203,31 @@ class AvatarGaussians(nn.Module):
         means, quats, scales = cuda_ext.load("place").place(
             c(verts), self.faces.contiguous(), c(viewmat), c(self.rest_viewmat), p.parent, p.face_means, p.face_quats,
             p.face_scales, p.mouth_means, p.mouth_jaw, c(self.jaw_offset(verts)), p.head_means, p.rigid_quats,
-            p.torso_means, p.torso_follow, p.torso_quats, p.scales_rest)
+            p.torso_means, p.torso_follow, p.torso_quats, c(torso), p.scales_rest)
         return means, quats, scales, p.opacities, p.colors
+
+
+def torso_motion_m(affine_px: Tensor, model: AvatarGaussians, K: Tensor) -> Tensor:
+    """(3, 4) float32 camera-frame motion of the shoulders from their image motion ``affine_px`` (2, 3)
+    (a subject frame's ``torso.affine``: pixel x -> L x + b), at their depth.
+
+    The shoulders sit about at one depth z, the torso Gaussians' median, and keep it (motion in depth is
+    not tracked, only its effect in the image): a camera point p there is seen at f p / z + c, so the image
+    map moves it to p' = L p + (z / f)(L c + b - c) in x and y."""
+    z = model.torso.means.detach()[:, 2].median() if len(model.torso) else model.rest_viewmat[2, 3]
+    return torso_motion_at(affine_px, z, K)
+
+
+def torso_motion_at(affine_px: Tensor, z: Tensor, K: Tensor) -> Tensor:
+    """:func:`torso_motion_m` for shoulders at depth ``z`` () metres."""
+    z = torch.as_tensor(z, dtype=torch.float32)
+    affine = affine_px.to(z)
+    L, b = affine[:, :2], affine[:, 2]
+    c = K[:2, 2].to(z)
+    out = torch.eye(3, 4).to(z)
+    out[:2, :2] = L
+    out[:2, 3] = (L @ c + b - c) * z / K[0, 0].to(z)
+    return out
 
 
 def _plain(x: Tensor) -> Tensor:

@@ -12,7 +12,8 @@ iterations refine instead of search:
 - mouth: rays through mouth-interior pixels of the most open-mouthed training
   frames, met with a plane just behind the inner lips; those below the lips'
   midline follow the jaw (lower teeth, tongue), the others the skull;
-- torso: torso-label pixels lifted to just behind the head's depth, in the camera frame.
+- torso: torso-label pixels lifted to just behind the head's depth, in the camera frame,
+  moved back by the frame's tracked shoulder shift to where the shoulders usually are.
 
 Sizes follow the pixel footprint, so the first render has no holes.
 """
@@ -26,7 +27,7 @@ import torch
 from avatar.model.binding import to_triangle_local, triangle_frames
 from avatar.model.config import DeformConfig, InitConfig
 from avatar.model.deform import make_deformation_field
-from avatar.model.gaussians import AvatarGaussians, GaussianGroup
+from avatar.model.gaussians import AvatarGaussians, GaussianGroup, torso_motion_at
 from preprocess.face_topology import face_oval, face_triangles
 from preprocess.segmentation import LABEL_EYES, LABEL_HEAD, LABEL_MOUTH, LABEL_TORSO
 from preprocess.subject import Subject
@@ -74,6 +75,7 @@ class _View:
         self.K = t.K(subject.size).astype(np.float64)
         self.verts = t.verts[i]
         self.landmarks2d = t.landmarks2d[i]
+        self.torso_affine = subject.torso.affine[i].astype(np.float64)
 
     def to_camera(self, points: np.ndarray) -> np.ndarray:
         return points @ self.view[:3, :3].T + self.view[:3, 3]
@@ -245,12 +247,16 @@ def _neck_follow(cam_points: np.ndarray, subject: Subject, rest: np.ndarray) -> 
     return np.clip(1.0 - (cam_points[:, 1] - chin_y) / face_h, 0.05, 0.95)
 
 
-def _to_rest(points: np.ndarray, w: np.ndarray, view: np.ndarray, rest: np.ndarray) -> np.ndarray:
-    """Camera points seen at ``view`` -> where they sit at the rest pose, given their follow weights:
-    the inverse of ``p = p_rest + w (M p_rest - p_rest)``, M the head's motion from rest to ``view``."""
+def _to_rest(points: np.ndarray, w: np.ndarray, view: np.ndarray, rest: np.ndarray, shoulders: np.ndarray
+             ) -> np.ndarray:
+    """Camera points seen at ``view`` -> where they sit at the rest pose, given their follow weights and
+    the frame's shoulder motion ``shoulders`` (3, 4) (p -> T p + t): the inverse of
+    ``p = p_rest + w (M p_rest - p_rest) + (1 - w) (T p_rest - p_rest)``, M the head's motion from rest to
+    ``view`` (see ``AvatarGaussians.place``)."""
     motion = view @ np.linalg.inv(rest)
-    A = (1 - w)[:, None, None] * np.eye(3) + w[:, None, None] * motion[:3, :3]
-    return np.linalg.solve(A, (points - w[:, None] * motion[:3, 3])[..., None])[..., 0]
+    A = (1 - w)[:, None, None] * shoulders[:, :3] + w[:, None, None] * motion[:3, :3]
+    b = points - w[:, None] * motion[:3, 3] - (1 - w)[:, None] * shoulders[:, 3]
+    return np.linalg.solve(A, b[..., None])[..., 0]
 
 
 def _torso_group(subject: Subject, views: list[_View], rest: np.ndarray, cfg: InitConfig,
@@ -266,7 +272,8 @@ def _torso_group(subject: Subject, views: list[_View], rest: np.ndarray, cfg: In
         depth = v.view[2, 3] + cfg.torso_depth_m
         seen = v.camera_rays(px) * depth  # camera frame, z = depth
         w = _neck_follow(seen, subject, rest)
-        means.append(_to_rest(seen, w, v.view, rest))
+        shoulders = torso_motion_at(torch.from_numpy(v.torso_affine), depth, torch.from_numpy(v.K)).double().numpy()
+        means.append(_to_rest(seen, w, v.view, rest, shoulders))
         follow.append(w)
         colors.append(v.image[px[:, 1], px[:, 0]])
         sizes.append(np.full(len(px), _footprint(len(xs), len(pick)) * depth / v.K[0, 0]))

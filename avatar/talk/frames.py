@@ -45,19 +45,23 @@ class AvatarFrames:
 
     @torch.no_grad()
     def render(self, expr: np.ndarray, viewmat: np.ndarray, verts: np.ndarray | None = None,
-               camera: np.ndarray | None = None) -> Picture:
+               camera: np.ndarray | None = None, torso_affine: np.ndarray | None = None) -> Picture:
         """The avatar with expression ``expr`` (K,) and head pose ``viewmat`` (4, 4) camera-from-head.
 
         ``verts`` (V, 3) is the mesh of ``expr`` when the caller has it (else it is
         computed); ``camera`` (4, 4) new-camera-from-training-camera, or None for
-        the training view (see :mod:`avatar.talk.cameras`).
+        the training view (see :mod:`avatar.talk.cameras`); ``torso_affine`` (2, 3) the
+        shoulders' image motion (a subject frame's ``torso.affine``), or None:
+        where they usually are.
         """
         expr_t = torch.from_numpy(np.ascontiguousarray(expr, np.float32))
         v = torch.from_numpy(np.ascontiguousarray(verts, np.float32)) if verts is not None else \
             self._mean_shape + torch.einsum("k,kvc->vc", expr_t, self._basis)
         cam = None if camera is None else torch.from_numpy(np.ascontiguousarray(camera, np.float32))
+        torso = None if torso_affine is None else torch.from_numpy(np.ascontiguousarray(torso_affine, np.float32))
         rgb, alpha = render_picture_frame(self.model, v, torch.from_numpy(np.ascontiguousarray(viewmat, np.float32)),
-                                          self.K, self.size, self.plate, backend=self.backend, expr=expr_t, camera=cam)
+                                          self.K, self.size, self.plate, backend=self.backend, expr=expr_t, camera=cam,
+                                          torso_affine=torso)
         return Picture(rgb.numpy(), alpha.numpy())
 
 

@@ -14,7 +14,8 @@ crop's size and blends it in:
   behind the anchor keeps moving);
 - at the crop's edges that lie inside the frame: a smooth ramp over
   ``paste_feather`` of its side from render to source, so no seam shows where
-  the render's torso meets the real one.
+  the render's torso meets the real one (the render puts the shoulders where
+  that source frame's torso tracking has them, so the two line up).
 
 Source frames are decoded once, forward, at the subject's frame rate and on the
 timeline preprocess used (the ``fps`` filter from time 0). The replay plays the

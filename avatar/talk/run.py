@@ -236,7 +236,7 @@ def _render(req: TalkRequest, subject, frames, motion, audio: Path | None, cfg: 
     n = len(motion)
     cameras = camera_path(req.camera, n, motion.fps, motion.viewmats, orbit_deg=cfg.orbit_deg,
                           orbit_period_s=cfg.orbit_period_s)
-    source = paste = None
+    source = paste = torso = None
     width = height = subject.size
     if req.paste_back:
         from avatar.talk.paste_back import PasteBack, SourceFrames
@@ -245,6 +245,7 @@ def _render(req: TalkRequest, subject, frames, motion, audio: Path | None, cfg: 
         source = SourceFrames(subject, order, req.source_video)
         width, height = source.width, source.height
         paste = PasteBack(subject, width, height, cfg.paste_feather, cfg.paste_person_margin)
+        torso = subject.torso.affine[order]  # the shoulders where the source frame has them: no seam at the crop
     verts = motion.verts
 
     def finish(k: int, picture) -> np.ndarray:
@@ -265,7 +266,8 @@ def _render(req: TalkRequest, subject, frames, motion, audio: Path | None, cfg: 
             for k in progress(range(n), desc="render", unit="frame"):
                 rendering.append((k, pool.submit(frames.render, motion.expr[k], motion.viewmats[k],
                                                  None if verts is None else verts[k],
-                                                 None if cameras is None else cameras[k])))
+                                                 None if cameras is None else cameras[k],
+                                                 None if torso is None else torso[k])))
                 if len(rendering) > cfg.render_workers:
                     done, future = rendering.popleft()
                     behind.put((done, future.result()))  # pasted back and encoded while others render

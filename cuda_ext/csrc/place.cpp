@@ -64,12 +64,14 @@ void check(const Tensor& t, const char* name, torch::ScalarType type, int64_t co
 // verts (V, 3) the frame's mesh; faces (T, 3) int64; viewmat and rest_viewmat (4, 4) camera-from-head.
 // face: parent (Nf,) int64, local means (Nf, 3), unit local quats (Nf, 4), local scales (Nf, 3) (exp'd).
 // mouth: means (Nm, 3), jaw (Nm,), jaw offset (3,); head: means (Nh, 3); rigid_quats (Nm + Nh, 4) mouth, head;
-// torso: means (Nt, 3) camera frame, follow (Nt,) in [0, 1], quats (Nt, 4);
+// torso: means (Nt, 3) camera frame, follow (Nt,) in [0, 1], quats (Nt, 4), motion (3, 4) camera frame
+// (the shoulders' tracked motion, p -> motion[:, :3] p + motion[:, 3]);
 // scales_rest (Nm + Nh + Nt, 3) metres. Returns means (N, 3), quats (N, 4), scales (N, 3), head frame.
 std::vector<Tensor> place(Tensor verts, Tensor faces, Tensor viewmat, Tensor rest_viewmat, Tensor parent,
                           Tensor face_means, Tensor face_quats, Tensor face_scales, Tensor mouth_means,
                           Tensor mouth_jaw, Tensor jaw_offset, Tensor head_means, Tensor rigid_quats,
-                          Tensor torso_means, Tensor torso_follow, Tensor torso_quats, Tensor scales_rest) {
+                          Tensor torso_means, Tensor torso_follow, Tensor torso_quats, Tensor torso_motion,
+                          Tensor scales_rest) {
     const auto f32 = torch::kFloat32;
     check(verts, "verts", f32, 3);
     check(faces, "faces", torch::kInt64, 3);
@@ -87,13 +89,14 @@ std::vector<Tensor> place(Tensor verts, Tensor faces, Tensor viewmat, Tensor res
     check(torso_means, "torso_means", f32, 3);
     check(torso_follow, "torso_follow", f32, 0);
     check(torso_quats, "torso_quats", f32, 4);
+    check(torso_motion, "torso_motion", f32, 4);
     check(scales_rest, "scales_rest", f32, 3);
     const int64_t T = faces.size(0), V = verts.size(0), nf = parent.size(0), nm = mouth_means.size(0),
                   nh = head_means.size(0), nt = torso_means.size(0), n = nf + nm + nh + nt;
     TORCH_CHECK(face_means.size(0) == nf && face_quats.size(0) == nf && face_scales.size(0) == nf,
                 "face tensors must have one row per parent");
     TORCH_CHECK(mouth_jaw.numel() == nm && jaw_offset.numel() == 3 && rigid_quats.size(0) == nm + nh &&
-                    torso_follow.numel() == nt && torso_quats.size(0) == nt && scales_rest.size(0) == nm + nh + nt,
+                    torso_follow.numel() == nt && torso_quats.size(0) == nt && torso_motion.size(0) == 3 && scales_rest.size(0) == nm + nh + nt,
                 "group tensors disagree in size");
 
     // triangle frames: centroid, rotation [x y z] (columns; stored row-major), size, quaternion
@@ -147,7 +150,7 @@ std::vector<Tensor> place(Tensor verts, Tensor faces, Tensor viewmat, Tensor res
     std::copy(head_means.data_ptr<float>(), head_means.data_ptr<float>() + 3 * nh, mo + 3 * (nf + nm));
 
     // the torso: the head moved by motion = viewmat @ rest^-1 in the camera frame; a Gaussian follows it
-    // by its fraction, then goes into the head frame (x_head = R^T (x_cam - t))
+    // by its fraction and the shoulders' motion by the rest, then goes into the head frame (x_head = R^T (x_cam - t))
     const float* V4 = viewmat.data_ptr<float>();
     const float* R4 = rest_viewmat.data_ptr<float>();
     float R[9], Rr[9], M[9], mt[3], Rt[9];
@@ -163,14 +166,15 @@ std::vector<Tensor> place(Tensor verts, Tensor faces, Tensor viewmat, Tensor res
     float head_from_camera[4];
     rotmat_to_quat(Rt, head_from_camera);
     const float *tm = torso_means.data_ptr<float>(), *tf = torso_follow.data_ptr<float>(),
-                *tq = torso_quats.data_ptr<float>();
+                *tq = torso_quats.data_ptr<float>(), *tt = torso_motion.data_ptr<float>();
     const int64_t t0 = nf + nm + nh;
     for (int64_t i = 0; i < nt; ++i) {
         const float* p = tm + 3 * i;
         float cam[3];
         for (int r = 0; r < 3; ++r) {
             const float followed = M[3 * r] * p[0] + M[3 * r + 1] * p[1] + M[3 * r + 2] * p[2] + mt[r];
-            cam[r] = p[r] + tf[i] * (followed - p[r]) - t[r];
+            const float moved = tt[4 * r] * p[0] + tt[4 * r + 1] * p[1] + tt[4 * r + 2] * p[2] + tt[4 * r + 3];
+            cam[r] = p[r] + tf[i] * (followed - p[r]) + (1.0f - tf[i]) * (moved - p[r]) - t[r];
         }
         for (int r = 0; r < 3; ++r) mo[3 * (t0 + i) + r] = R[r] * cam[0] + R[3 + r] * cam[1] + R[6 + r] * cam[2];
         quat_mul(head_from_camera, tq + 4 * i, qo + 4 * (t0 + i));
