@@ -59,7 +59,7 @@ def evaluate_audio_driven(root: str | Path, cfg: MotionConfig, *, audio: str | P
     feats = subject.audio_features
     motion = motion_from_features(motion_model, subject, feats, controls, eye_open=t.eye_open, viewmats=t.viewmats)
     data, faces = TrainingFrames(subject), FaceMetrics()
-    render = _renderer(subject, avatar, motion)
+    render = _renderer(subject, avatar, motion, subject.torso.affine)  # the tracked pose, and the tracked body
     rows = []
     contiguous = len(val) == len(subject.val_frames)
     writer = SideBySideWriter(fit_dir(root) / "eval_audio.mp4", subject.size, subject.fps,
@@ -79,15 +79,18 @@ def evaluate_audio_driven(root: str | Path, cfg: MotionConfig, *, audio: str | P
     return result
 
 
-def _renderer(subject: Subject, avatar, motion):
+def _renderer(subject: Subject, avatar, motion, torso: np.ndarray | None = None):
+    """Frame i of ``motion`` as (S, S, 3) uint8, with the shoulders of ``torso`` (F, 2, 3) (None: usual place)."""
     K = torch.from_numpy(subject.tracking.K(subject.size))
+    shoulders = None if torso is None else torch.from_numpy(torso)
     plate = torch.from_numpy(subject.background().astype(np.float32) / 255.0)
     verts, viewmats = torch.from_numpy(motion.verts), torch.from_numpy(motion.viewmats)
     expr = torch.from_numpy(motion.expr)
 
     @torch.no_grad()
     def render(i: int) -> np.ndarray:
-        rgb = render_frame(avatar, verts[i], viewmats[i], K, subject.size, plate, expr=expr[i]).rgb
+        rgb = render_frame(avatar, verts[i], viewmats[i], K, subject.size, plate, expr=expr[i],
+                           torso_affine=None if shoulders is None else shoulders[i]).rgb
         return (rgb.clamp(0, 1) * 255).round().byte().numpy()
     return render
 
