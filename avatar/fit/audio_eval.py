@@ -28,7 +28,7 @@ import torch
 
 from avatar.core.progress import progress
 from avatar.fit.data import TrainingFrames
-from avatar.fit.evaluate import frame_metrics, metric_size, summarise, pick_frames
+from avatar.fit.evaluate import frame_metrics, metric_size, pick_frames, summarise, to_picture
 from avatar.fit.metrics import FaceMetrics, inner_lip_opening
 from avatar.fit.video import SideBySideWriter
 from avatar.model.frame import render_frame
@@ -91,7 +91,7 @@ def _renderer(subject: Subject, avatar, motion, torso: np.ndarray | None = None)
     def render(i: int) -> np.ndarray:
         rgb = render_frame(avatar, verts[i], viewmats[i], K, subject.size, plate, expr=expr[i],
                            torso_affine=None if shoulders is None else shoulders[i]).rgb
-        return (rgb.clamp(0, 1) * 255).round().byte().numpy()
+        return to_picture(rgb)
     return render
 
 

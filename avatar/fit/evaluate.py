@@ -87,9 +87,9 @@ def evaluate(root: str | Path, *, video: bool = True, frames: int | None = None)
             frame = data[i]
             shown_background = torch.from_numpy(frame.labels == LABEL_BACKGROUND)[..., None]
             live = torch.where(shown_background, torch.from_numpy(frame.image).float() / 255.0, plate)
-            rendered = _picture(out_i.rgb + (1.0 - out_i.alpha) * plate)
+            rendered = to_picture(out_i.rgb + (1.0 - out_i.alpha) * plate)
             rows.append(frame_metrics(frame, rendered, faces))
-            rows[-1]["psnr_live_background"] = psnr(frame.image, _picture(out_i.rgb + (1.0 - out_i.alpha) * live))
+            rows[-1]["psnr_live_background"] = psnr(frame.image, to_picture(out_i.rgb + (1.0 - out_i.alpha) * live))
             if writer is not None:
                 writer.write(frame.image, rendered)
     result = summarise(rows)
@@ -100,7 +100,7 @@ def evaluate(root: str | Path, *, video: bool = True, frames: int | None = None)
     return result
 
 
-def _picture(rgb: torch.Tensor) -> np.ndarray:
+def to_picture(rgb: torch.Tensor) -> np.ndarray:
     """(S, S, 3) uint8 of a float RGB image in [0, 1]."""
     return (rgb.clamp(0, 1) * 255).round().byte().numpy()
 
