@@ -134,6 +134,10 @@ class SegmentationConfig:
     """Grow the mouth-interior polygon by this many pixels."""
 
 
+TORSO_MOTIONS = ("affine", "translation")
+"""The image motions the shoulder tracker can measure."""
+
+
 @dataclass
 class TorsoConfig:
     """Settings of the shoulder tracking (the torso's motion in the image per frame, see preprocess/torso.py)."""
@@ -152,6 +156,12 @@ class TorsoConfig:
     min_correlation: Annotated[float, Range(-1.0, 1.0)] = 0.7
     """A frame whose aligned shoulders correlate less than this with the reference's (ECC's score; an arm in
     front, a turn) is filled in from its neighbours."""
+    motion: str = "affine"
+    """What is measured: affine (shift, scale, turn and shear: leaning in, turning) or translation (the shift)."""
+
+    def __post_init__(self):
+        if self.motion not in TORSO_MOTIONS:
+            raise ValueError(f"torso.motion={self.motion!r} is not one of {', '.join(TORSO_MOTIONS)}")
 
 
 @dataclass

@@ -49,7 +49,7 @@ def test_a_known_sway_is_recovered_to_a_fraction_of_a_pixel(subject):
     points = np.c_[xs + 0.5, ys + 0.5, np.ones(len(xs))]  # every region pixel: where each map sends it
     error = np.linalg.norm(points @ found.transpose(0, 2, 1) - points @ expected.transpose(0, 2, 1), axis=-1)
     assert error.max() < 0.75 and error.mean() < 0.2, error.max(1).round(2)
-    assert np.abs(np.median(affine, axis=0) - np.eye(2, 3)).max() < 1e-6  # the usual place is the median
+    assert np.abs(np.median(affine, axis=0) - np.eye(2, 3)).max() < 1e-5  # the usual place is the median
 
 
 def test_the_subject_has_a_torso_track_of_every_frame(subject):
