@@ -51,6 +51,41 @@ def test_long_clip_runs_in_windows(net):
     np.testing.assert_allclose(out[1990:2010], predict_clip(net, x[1000:3000])[990:1010], atol=1e-5)
 
 
+def test_the_linear_part_recovers_a_known_linear_map_and_keeps_windows_seamless():
+    """Targets that are an exact linear function of the frames t-4..t+4 are fitted exactly (tap order, edges,
+    the folding of the standardisation), and the blended net still runs in windows without seams."""
+    from avatar.motion.predictor import LINEAR_REACH
+    from avatar.motion.train import TrainingData, fit_linear
+
+    rng = np.random.default_rng(3)
+    n, d, k, taps = 400, 12, 3, 2 * LINEAR_REACH + 1
+    x = (rng.normal(size=(n, d)) * rng.uniform(0.1, 5.0, d) + rng.normal(size=d)).astype(np.float32)
+    w = rng.normal(size=(k, d, taps))
+    padded = np.concatenate([np.repeat(x[:1], LINEAR_REACH, 0), x, np.repeat(x[-1:], LINEAR_REACH, 0)])
+    y = np.stack([np.einsum("kdt,td->k", w, padded[i:i + taps]) for i in range(n)]) + [0.5, -1.0, 2.0]
+    usable = np.ones(n, bool)
+    usable[:50] = False  # frames left out of the fit are still predicted
+    model = AudioToExpression(d, k, width=8).eval()
+    fit_linear(model, TrainingData(x, y.astype(np.float32), usable, np.eye(k, dtype=np.float32), 4, 1),
+               ridge_per_frame=1e-9, blend=1.0)
+    np.testing.assert_allclose(predict_clip(model, x), y, rtol=1e-3, atol=1e-3)
+    model.blend.fill_(0.5)
+    np.testing.assert_allclose(predict_clip(model, x, window=37), predict_clip(model, x), atol=1e-5)
+    old = {key: v for key, v in model.state_dict().items() if not key.startswith("linear.") and key != "blend"}
+    plain = AudioToExpression(d, k, width=8).eval()
+    plain.load_weights(old)  # weights saved before the linear part existed: the net alone
+    np.testing.assert_allclose(predict_clip(plain, x), _net_alone(model, x), atol=1e-5)
+
+
+def _net_alone(model: AudioToExpression, x: np.ndarray) -> np.ndarray:
+    blend = float(model.blend)
+    model.blend.fill_(0.0)
+    try:
+        return predict_clip(model, x)
+    finally:
+        model.blend.fill_(blend)
+
+
 def test_blinks_follow_rate_and_shape():
     fps = 25.0
     rng = np.random.default_rng(0)
@@ -111,11 +146,13 @@ def test_silence_weight_closes_long_pauses_only():
     vad[40:44] = 0  # 0.16 s: a break inside a phrase
     vad[60:70] = 0  # 0.4 s
     vad[100:150] = 0  # 2 s
-    w = silence_weight(vad < 0.5, fps)
+    w = silence_weight(vad < 0.5, fps, lookahead=5)
     assert w[40:44].max() == 0.0
     assert 0.0 < w[60:70].max() < 1.0
     assert w[110:145].min() == 1.0 and w[100:105].max() == 0.0 and w[149] < 1.0
     assert w[:40].max() == 0.0 and w[150:].max() == 0.0
+    short = silence_weight(vad < 0.5, fps, lookahead=2)  # the ease out never looks further ahead than this
+    assert short[147] == 1.0 and short[149] == 0.5
 
 
 def _motion(n=30, k=5) -> Motion:

@@ -45,6 +45,10 @@ class PredictorConfig:
     """Most adjacent mel bands set to zero per window (SpecAugment's frequency mask; 0 = off)."""
     aug_time_mask: Annotated[int, Range(0, 1024)] = 0
     """Most consecutive frames whose mel is set to zero per window (SpecAugment's time mask; 0 = off)."""
+    linear_blend: Annotated[float, Range(0.0, 1.0)] = 0.0
+    """Weight of the linear part (ridge regression on the 9 frames around each) in the output; 0 = the net alone (measured as good on rendered lips, docs/benchmarks.md)."""
+    linear_ridge: Annotated[float, Range(0.0, 1e6)] = 2.0
+    """The linear part's ridge penalty per training frame (on standardised features)."""
 
 
 PRIOR_USES = ("none", "finetune", "only")

@@ -207,7 +207,7 @@ def _to_state(m: SubjectMotion, identity: dict) -> dict:
 def _from_state(s: dict) -> SubjectMotion:
     p = s["predictor"]
     predictor = AudioToExpression(p["in_dim"], p["out_dim"], p["width"])
-    predictor.load_state_dict(p["state"])
+    predictor.load_weights(p["state"])
     predictor.eval()
     lv = s["levels"]
     levels = SpeakerLevels(lv["mel_mean"].numpy(), float(lv["mel_std"]), float(lv["speech_db"]),

@@ -116,7 +116,9 @@ def subject_predictor(prior: Prior, tracking) -> AudioToExpression:
     p = prior.predictor
     m = torch.from_numpy(prior_to_subject(prior.basis, tracking))  # (P, K)
     net = AudioToExpression(p.in_dim, m.shape[1], p.width)
-    state = {k: v for k, v in p.state_dict().items() if not k.startswith("out.")}
+    own = net.state_dict()  # the subject's own linear part is fitted on its frames, not the prior's
+    state = {k: (own[k] if k.startswith("linear.") or k == "blend" else v) for k, v in p.state_dict().items()
+             if not k.startswith("out.")}
     state["out.weight"] = m.T @ p.out.weight.detach()
     state["out.bias"] = p.out.bias.detach() @ m
     net.load_state_dict(state)
@@ -169,7 +171,7 @@ def load_prior(path: Path = PRIOR_PATH) -> Prior | None:
     s = torch.load(path, map_location="cpu", weights_only=True)
     p = s["predictor"]
     predictor = AudioToExpression(p["in_dim"], p["out_dim"], p["width"])
-    predictor.load_state_dict(p["state"])
+    predictor.load_weights(p["state"])
     predictor.eval()
     return Prior(predictor, s["basis"].numpy(), dict(s["summary"]))
 

@@ -183,7 +183,7 @@ class MotionStream:
         gain = self._articulation_gain(expr, window.vad[p.context:p.context + n] > 0.5)
         expr = m.rest_expr + gain * self.controls.mouth_amplitude * (expr - m.rest_expr)
         ease_frames = np.arange(max(0, start - 60), min(stop + p.lookahead, self._n_feat))
-        ease = silence_weight(vad_of(ease_frames) < 0.5, self.fps)
+        ease = silence_weight(vad_of(ease_frames) < 0.5, self.fps, p.lookahead)
         w = ease[start - ease_frames[0]:stop - ease_frames[0]]
         expr = expr + w[:, None] * (m.rest_expr - expr)
         expr = m.eyelids.apply(expr, self._blinks.take(n), self.mean_shape)

@@ -18,7 +18,7 @@ import torch
 
 from avatar.core.progress import progress
 from avatar.motion.config import PredictorConfig
-from avatar.motion.predictor import AudioToExpression, predict_clip
+from avatar.motion.predictor import LINEAR_REACH, AudioToExpression, predict_clip
 
 
 @dataclass
@@ -50,6 +50,7 @@ def train_predictor(data: TrainingData, cfg: PredictorConfig, seed: int = 0, des
         model.load_state_dict(init.state_dict())
     if cfg.steps == 0:
         return model.eval()
+    model.blend.zero_()  # the net is trained alone; the linear part is fitted to the same targets after it
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     x_all = torch.from_numpy(data.features)
@@ -78,7 +79,51 @@ def train_predictor(data: TrainingData, cfg: PredictorConfig, seed: int = 0, des
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     del margin
     model.eval()
+    if cfg.linear_blend > 0:
+        fit_linear(model, data, cfg.linear_ridge, cfg.linear_blend)
     return model
+
+
+def fit_linear(model: AudioToExpression, data: TrainingData, ridge_per_frame: float, blend: float,
+               chunk: int = 2048) -> None:
+    """Set ``model``'s linear part: the ridge regression of the usable frames' expressions on the features of
+    frames ``t - LINEAR_REACH .. t + LINEAR_REACH`` (edges repeated, as inference pads them), in closed form.
+
+    The features are standardised over the usable frames first (so one penalty suits every column) and
+    the scaling is folded into the convolution's weights; the penalty is ``ridge_per_frame`` times the
+    number of frames, so a short clip is not fitted more loosely than a long one.
+    """
+    x = np.asarray(data.features, np.float64)
+    frames = np.flatnonzero(data.usable)
+    reach = LINEAR_REACH
+    padded = np.concatenate([np.repeat(x[:1], reach, 0), x, np.repeat(x[-1:], reach, 0)])
+
+    def stacked(idx: np.ndarray) -> np.ndarray:  # (n, taps * D), tap-major: column tap * D + d
+        return np.concatenate([padded[idx + k] for k in range(2 * reach + 1)], axis=1)
+
+    dim = (2 * reach + 1) * x.shape[1]
+    total, gram = np.zeros(dim), np.zeros((dim, dim))
+    for i in range(0, len(frames), chunk):  # bounded memory for long clips
+        rows = stacked(frames[i:i + chunk])
+        total += rows.sum(0)
+        gram += rows.T @ rows
+    n = len(frames)
+    mean = total / n
+    std = np.maximum(np.sqrt(np.maximum(np.diag(gram) / n - mean ** 2, 0.0)), 1e-3)  # constant columns: no blow-up
+    gram_std = (gram - n * np.outer(mean, mean)) / np.outer(std, std)
+    y = np.asarray(data.expr, np.float64)[frames]
+    y_mean = y.mean(0)
+    rhs = np.zeros((dim, y.shape[1]))
+    for i in range(0, len(frames), chunk):
+        rhs += stacked(frames[i:i + chunk]).T @ (y[i:i + chunk] - y_mean)
+    rhs /= std[:, None]  # the centring of the features drops out: the targets are centred
+    w = np.linalg.solve(gram_std + ridge_per_frame * n * np.eye(dim), rhs) / std[:, None]  # on raw features
+    bias = y_mean - mean @ w
+    with torch.no_grad():
+        # Conv1d weight (K, D, taps): output t = sum_k weight[:, :, k] . x[t + k - reach]
+        model.linear.weight.copy_(torch.from_numpy(w.reshape(2 * reach + 1, x.shape[1], -1).transpose(2, 1, 0).copy()))
+        model.linear.bias.copy_(torch.from_numpy(bias))
+        model.blend.fill_(blend)
 
 
 def vertex_error(model: AudioToExpression, data: TrainingData, frames: np.ndarray) -> float:
