@@ -102,20 +102,18 @@ def fit_linear(model: AudioToExpression, data: TrainingData, ridge_per_frame: fl
         return np.concatenate([padded[idx + k] for k in range(2 * reach + 1)], axis=1)
 
     dim = (2 * reach + 1) * x.shape[1]
-    total, gram = np.zeros(dim), np.zeros((dim, dim))
-    for i in range(0, len(frames), chunk):  # bounded memory for long clips
+    y = np.asarray(data.expr, np.float64)[frames]
+    y_mean = y.mean(0)
+    total, gram, rhs = np.zeros(dim), np.zeros((dim, dim)), np.zeros((dim, y.shape[1]))
+    for i in range(0, len(frames), chunk):  # one pass, bounded memory for long clips
         rows = stacked(frames[i:i + chunk])
         total += rows.sum(0)
         gram += rows.T @ rows
+        rhs += rows.T @ (y[i:i + chunk] - y_mean)
     n = len(frames)
     mean = total / n
     std = np.maximum(np.sqrt(np.maximum(np.diag(gram) / n - mean ** 2, 0.0)), 1e-3)  # constant columns: no blow-up
     gram_std = (gram - n * np.outer(mean, mean)) / np.outer(std, std)
-    y = np.asarray(data.expr, np.float64)[frames]
-    y_mean = y.mean(0)
-    rhs = np.zeros((dim, y.shape[1]))
-    for i in range(0, len(frames), chunk):
-        rhs += stacked(frames[i:i + chunk]).T @ (y[i:i + chunk] - y_mean)
     rhs /= std[:, None]  # the centring of the features drops out: the targets are centred
     w = np.linalg.solve(gram_std + ridge_per_frame * n * np.eye(dim), rhs) / std[:, None]  # on raw features
     bias = y_mean - mean @ w
