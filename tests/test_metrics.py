@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from avatar.fit.metrics import FaceMetrics, psnr
+from avatar.fit.metrics import FaceMetrics, mouth_corr, mouth_std_ratio, psnr
 from preprocess.subject import Subject
 from tests.conftest import data_file, video_frames
 
@@ -25,6 +25,16 @@ def test_psnr_and_its_mask():
     mask = np.zeros((8, 8), bool)
     mask[4:] = True
     assert psnr(a, b, mask) == float("inf") and psnr(a.astype(np.float32) / 255, b) == psnr(a, b)
+
+
+def test_mouth_tracks_correlation_and_amplitude():
+    real = np.array([0.0, 4.0, 1.0, np.nan, 6.0, 2.0])
+    assert mouth_corr(real, 0.5 * real + 3) == pytest.approx(1.0)  # scale- and offset-free
+    assert mouth_corr(real, -real) == pytest.approx(-1.0)
+    assert mouth_std_ratio(real, 0.5 * real + 3) == pytest.approx(0.5)  # ...while this measures the scale
+    frozen = np.full_like(real, 2.0)
+    assert mouth_corr(real, frozen) is None and mouth_std_ratio(real, frozen) == 0.0
+    assert mouth_std_ratio(frozen, real) is None and mouth_std_ratio(real[:2], real[:2]) is None
 
 
 @pytest.mark.slow

@@ -178,6 +178,7 @@ def test_audio_driven_eval(may_motion, tmp_path):
     res = json.loads(r.stdout)
     assert res["driver"] == "audio" and res["frames"] > 0
     assert res["psnr"] > 20 and res["mouth_corr"] is not None
+    assert -1.0 <= res["mesh_mouth_corr"] <= 1.0 and res["mouth_std_ratio"] > 0.05  # the mouth moves
     assert (root / "fit" / "eval_audio.json").exists() and (root / "fit" / "eval_audio.mp4").stat().st_size > 0
     r = run_avatar("eval", root, "--driver", "audio", "--audio", data_file("audio", "latentsync_demo1.wav"),
                    "--json", "-q")

@@ -6,7 +6,10 @@ Two settings:
   predicted from the validation audio, with head pose and blinks replayed from
   tracking (the field's self-driven test). Reports ``avatar eval``'s metrics plus
   ``mouth_corr``: Pearson correlation over time of the inner-lip opening of the
-  rendered and the real frames (dlib's points 60-67, in the real frame's face box).
+  rendered and the real frames (dlib's points 60-67, in the real frame's face box),
+  and ``mesh_mouth_corr``: the same of the predicted mesh's opening against the
+  tracked mesh's, which tells the predictor's share of a low ``mouth_corr`` from the
+  renderer's (on cnn2 the renders follow predicted and tracked meshes alike, 0.88).
 - **other audio** (``--audio FILE``): no real video to compare with, so it
   renders the whole clip and reports
 
@@ -29,7 +32,7 @@ import torch
 from avatar.core.progress import progress
 from avatar.fit.data import TrainingFrames
 from avatar.fit.evaluate import frame_metrics, metric_size, pick_frames, summarise, to_picture
-from avatar.fit.metrics import FaceMetrics, inner_lip_opening
+from avatar.fit.metrics import FaceMetrics, inner_lip_opening, mouth_corr
 from avatar.fit.video import SideBySideWriter
 from avatar.model.frame import render_frame
 from avatar.model.store import fit_dir, load_avatar
@@ -74,9 +77,17 @@ def evaluate_audio_driven(root: str | Path, cfg: MotionConfig, *, audio: str | P
             if writer is not None:
                 writer.write(frame.image, rendered)
     result = summarise(rows)
-    result.update(driver="audio", frames=len(rows),
+    result.update(driver="audio", frames=len(rows), mesh_mouth_corr=_mesh_mouth_corr(motion.verts, t.verts, val),
                   lookahead_ms=motion.meta["lookahead_ms"], motion_model=motion_model.summary)
     return result
+
+
+def _mesh_mouth_corr(predicted: np.ndarray, tracked: np.ndarray, frames: np.ndarray) -> float | None:
+    """Pearson correlation over ``frames`` of the mouth opening of (F, V, 3) predicted and tracked meshes."""
+    from preprocess.face_model import mouth_openness
+
+    corr = mouth_corr(mouth_openness(tracked[frames]), mouth_openness(predicted[frames]))
+    return None if corr is None else round(corr, 4)
 
 
 def _renderer(subject: Subject, avatar, motion, torso: np.ndarray | None = None):

@@ -12,6 +12,8 @@ Metrics (one JSON object, ``fit/eval.json``):
 - ``mouth_corr``: Pearson correlation over time of the inner-lip opening of the
   rendered and the real frames (dlib's points 60-67, in the real frame's box);
   with tracked expressions it is the ceiling for the audio-driven number;
+- ``mouth_std_ratio``: the rendered opening's standard deviation over time, over
+  the real one's: how far the rendered mouth opens and closes (1 = as far);
 - ``frames``, ``render_fps``: frames judged, and renders per second (placement,
   rasterisation and compositing, no gradients) on this machine, timed in a
   separate steady-state pass over up to :data:`FPS_FRAMES` frames (after a
@@ -41,7 +43,7 @@ from pytorch_msssim import ssim
 from avatar.core.errors import UserError
 from avatar.core.progress import progress
 from avatar.fit.data import TrainingFrames, head_and_neck
-from avatar.fit.metrics import FaceMetrics, inner_lip_opening, lmd_of, mouth_corr, psnr
+from avatar.fit.metrics import FaceMetrics, inner_lip_opening, lmd_of, mouth_corr, mouth_std_ratio, psnr
 from avatar.fit.video import SideBySideWriter
 from avatar.model.frame import render_frame
 from avatar.model.store import fit_dir, load_avatar
@@ -162,8 +164,11 @@ def summarise(rows: list[dict]) -> dict:
         values = [r[key] for r in rows if r.get(key) is not None and np.isfinite(r[key])]
         out[key] = round(float(np.mean(values)), 4) if values else None
     out["lmd_frames"] = sum(r["lmd"] is not None for r in rows)
-    corr = mouth_corr(np.array([r["open_real"] for r in rows]), np.array([r["open_rendered"] for r in rows]))
+    real, rendered = np.array([r["open_real"] for r in rows]), np.array([r["open_rendered"] for r in rows])
+    corr = mouth_corr(real, rendered)
     out["mouth_corr"] = None if corr is None else round(corr, 4)
+    ratio = mouth_std_ratio(real, rendered)
+    out["mouth_std_ratio"] = None if ratio is None else round(ratio, 4)
     return out
 
 

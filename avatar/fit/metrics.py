@@ -92,6 +92,15 @@ def mouth_corr(real: np.ndarray, rendered: np.ndarray) -> float | None:
     return float(np.corrcoef(real[ok], rendered[ok])[0, 1])
 
 
+def mouth_std_ratio(real: np.ndarray, rendered: np.ndarray) -> float | None:
+    """Standard deviation over time of (F,) rendered inner-lip opening over the real one's (NaN frames
+    skipped): 1 when the rendered mouth opens and closes as far as the real; None as :func:`mouth_corr`."""
+    ok = np.isfinite(real) & np.isfinite(rendered)
+    if ok.sum() < 3 or np.std(real[ok]) == 0:
+        return None
+    return float(np.std(rendered[ok]) / np.std(real[ok]))
+
+
 @functools.lru_cache(maxsize=1)
 def _models():
     import warnings
