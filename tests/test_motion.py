@@ -246,3 +246,24 @@ def test_motion_settings_are_checked_when_loaded():
     assert load_config("default").motion.prior == "none"
     with pytest.raises(UserError, match="motion.prior"):
         load_config("default", ["motion.prior=sometimes"])
+
+
+def test_speaking_rate_windows_resample_features_and_targets_together():
+    from avatar.motion.train import _windows
+
+    x = torch.arange(40, dtype=torch.float32)[:, None].repeat(1, 3)  # feature = clip time, in frames
+    y = 10 * x[:, :2]
+    usable = torch.ones(40)
+    usable[30] = 0
+    plain = _windows(x, y, usable, np.array([5]), np.array([1.0]), 8, 3, 2)
+    nearly = _windows(x, y, usable, np.array([5]), np.array([1.0 + 1e-9]), 8, 3, 2)  # the interpolating path
+    for a, b in zip(plain, nearly):
+        assert torch.allclose(a, b, atol=1e-5)
+    fast, slow = (_windows(x, y, usable, np.array([20]), np.array([r]), 8, 3, 2) for r in (1.5, 0.5))
+    assert torch.allclose(fast[0][0, :, 0], 20 + 1.5 * torch.arange(-3, 10, dtype=torch.float32))
+    assert torch.allclose(slow[1][0, :, 0], 10 * (20 + 0.5 * torch.arange(8, dtype=torch.float32)))
+    # frame 30 is not usable: the fast window's targets that interpolate from it (times 29 and 30.5) are masked,
+    # the slow one's (times 20 to 23.5) are not
+    assert fast[2][0].tolist() == [1, 1, 1, 1, 1, 1, 0, 0] and slow[2][0].min() == 1
+    edge = _windows(x, y, usable, np.array([35]), np.array([1.3]), 8, 3, 2)
+    assert edge[0][0, -1, 0] == 39  # past the clip's end: its last frame repeated, as inference pads

@@ -55,6 +55,7 @@ def train_predictor(data: TrainingData, cfg: PredictorConfig, seed: int = 0, des
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     x_all = torch.from_numpy(data.features)
     y_all = torch.from_numpy(data.expr)
+    usable = torch.from_numpy(data.usable).float()
     metric = torch.from_numpy(data.metric)
     margin = model.context + model.lookahead
     starts = _window_starts(data.usable, cfg.window)
@@ -64,9 +65,9 @@ def train_predictor(data: TrainingData, cfg: PredictorConfig, seed: int = 0, des
     bar = progress(range(cfg.steps), desc=desc, unit="step")
     for _ in bar:
         idx = rng.choice(starts, size=cfg.batch)
-        x = torch.stack([_padded_window(x_all, s, cfg.window, model.context, model.lookahead) for s in idx])
-        y = torch.stack([y_all[s:s + cfg.window] for s in idx])
-        mask = torch.from_numpy(np.stack([data.usable[s:s + cfg.window] for s in idx])).float()
+        rates = (rng.uniform(1.0 - cfg.aug_rate, 1.0 + cfg.aug_rate, size=cfg.batch) if cfg.aug_rate > 0
+                 else np.ones(cfg.batch))  # no draw when off: the same stream of windows as without the option
+        x, y, mask = _windows(x_all, y_all, usable, idx, rates, cfg.window, model.context, model.lookahead)
         x = _augment(x, data.n_mels, data.rows_per_frame, cfg, rng)
         pred = model(x)[:, model.context:model.context + cfg.window]
         loss = _vertex_loss(pred - y, metric, mask, cfg.velocity_weight)
@@ -137,6 +138,33 @@ def _window_starts(usable: np.ndarray, window: int) -> np.ndarray:
         return np.zeros(0, int)
     counts = np.convolve(usable.astype(float), np.ones(window), mode="valid")
     return np.flatnonzero(counts >= 0.8 * window)
+
+
+def _windows(x: torch.Tensor, y: torch.Tensor, usable: torch.Tensor, starts: np.ndarray, rates: np.ndarray,
+             window: int, before: int, after: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A batch of training windows: features (B, before + window + after, D), targets (B, window, K) and
+    their mask (B, window), frame ``k`` of window ``b`` taken at clip time ``starts[b] + rates[b] * k``
+    (linear interpolation between frames; edges repeated, as whole-clip inference pads them).
+
+    A rate above 1 plays the window faster: the same speech and lip motion, said quicker.
+    """
+    if np.all(rates == 1.0):  # the plain windows: no interpolation
+        x_b = torch.stack([_padded_window(x, s, window, before, after) for s in starts])
+        y_b = torch.stack([y[s:s + window] for s in starts])
+        return x_b, y_b, torch.stack([usable[s:s + window] for s in starts])
+    k = torch.arange(-before, window + after, dtype=torch.float64)
+    pos = torch.from_numpy(starts.astype(np.float64))[:, None] + torch.from_numpy(rates)[:, None] * k
+    pos = pos.clamp(0, len(x) - 1)
+    lo = pos.floor().long().clamp(max=len(x) - 2) if len(x) > 1 else pos.floor().long()
+    hi = (lo + 1).clamp(max=len(x) - 1)
+    frac = (pos - lo).float()[..., None]
+
+    def sample(a: torch.Tensor) -> torch.Tensor:
+        return a[lo] * (1 - frac) + a[hi] * frac
+
+    inner = slice(before, before + window)
+    mask = torch.minimum(usable[lo[:, inner]], usable[hi[:, inner]])  # both neighbours must count
+    return sample(x), sample(y)[:, inner], mask
 
 
 def _padded_window(x: torch.Tensor, start: int, window: int, before: int, after: int) -> torch.Tensor:
