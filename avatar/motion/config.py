@@ -41,8 +41,8 @@ class PredictorConfig:
     """Std-dev of a random level offset, dB."""
     aug_pitch_st: Annotated[float, Range(0.0, 24.0)] = 1.0
     """Std-dev of a random pitch offset, semitones."""
-    aug_rate: Annotated[float, Range(0.0, 0.5)] = 0.0
-    """Speaking-rate change: each window's features and targets resampled in time by a factor from 1 +- this."""
+    aug_rate: Annotated[float, Range(0.0, 0.5)] = 0.15
+    """Speaking-rate change: each window's features and targets resampled in time by a factor from 1 +- this (0 = off)."""
     aug_band_mask: Annotated[int, Range(0, 256)] = 0
     """Most adjacent mel bands set to zero per window (SpecAugment's frequency mask; 0 = off)."""
     aug_time_mask: Annotated[int, Range(0, 1024)] = 0
