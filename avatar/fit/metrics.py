@@ -86,19 +86,26 @@ def inner_lip_opening(points: np.ndarray) -> float:
 def mouth_corr(real: np.ndarray, rendered: np.ndarray) -> float | None:
     """Pearson correlation over time of two (F,) inner-lip opening tracks (NaN frames skipped);
     None when either is constant or shorter than 3 frames."""
-    ok = np.isfinite(real) & np.isfinite(rendered)
-    if ok.sum() < 3 or np.std(real[ok]) == 0 or np.std(rendered[ok]) == 0:
+    pair = _finite_pair(real, rendered)
+    if pair is None or np.std(pair[1]) == 0:
         return None
-    return float(np.corrcoef(real[ok], rendered[ok])[0, 1])
+    return float(np.corrcoef(*pair)[0, 1])
 
 
 def mouth_std_ratio(real: np.ndarray, rendered: np.ndarray) -> float | None:
     """Standard deviation over time of (F,) rendered inner-lip opening over the real one's (NaN frames
-    skipped): 1 when the rendered mouth opens and closes as far as the real; None as :func:`mouth_corr`."""
+    skipped): 1 when the rendered mouth opens and closes as far as the real; None when the real track is
+    constant or shorter than 3 frames."""
+    pair = _finite_pair(real, rendered)
+    return None if pair is None else float(np.std(pair[1]) / np.std(pair[0]))
+
+
+def _finite_pair(real: np.ndarray, rendered: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The frames of two (F,) tracks where both are finite; None when fewer than 3 or the real one is constant."""
     ok = np.isfinite(real) & np.isfinite(rendered)
     if ok.sum() < 3 or np.std(real[ok]) == 0:
         return None
-    return float(np.std(rendered[ok]) / np.std(real[ok]))
+    return real[ok], rendered[ok]
 
 
 @functools.lru_cache(maxsize=1)
