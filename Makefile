@@ -63,8 +63,9 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # Chromium only for the tests (the demo and the product do not need it).
+# --durations: the suite's budget is 20 min on 2 cores; CI's log names what costs the time.
 test: setup browser ray
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-fast: setup browser ray
 	$(BIN)/python -m pytest -q -m "not slow"
