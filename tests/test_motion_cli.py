@@ -180,11 +180,17 @@ def test_audio_driven_eval(may_motion, tmp_path):
     assert res["psnr"] > 20 and res["mouth_corr"] is not None
     assert -1.0 <= res["mesh_mouth_corr"] <= 1.0 and res["mouth_std_ratio"] > 0.05  # the mouth moves
     assert (root / "fit" / "eval_audio.json").exists() and (root / "fit" / "eval_audio.mp4").stat().st_size > 0
-    r = run_avatar("eval", root, "--driver", "audio", "--audio", data_file("audio", "latentsync_demo1.wav"),
-                   "--json", "-q")
+    # another voice with a pause in it: 2.2 s of speech, 1.5 s of silence, 1 s of speech (the whole 9.6 s clip
+    # has no pause of a second, and its length adds nothing)
+    voice, rate = sf.read(data_file("audio", "latentsync_demo1.wav"), dtype="float32")
+    clip = np.concatenate([voice[int(0.4 * rate):int(2.6 * rate)], np.zeros(int(1.5 * rate), np.float32),
+                           voice[int(2.6 * rate):int(3.6 * rate)]])
+    sf.write(tmp_path / "paused.wav", clip, rate)
+    r = run_avatar("eval", root, "--driver", "audio", "--audio", tmp_path / "paused.wav", "--json", "-q")
     assert r.returncode == 0, r.stderr
     other = json.loads(r.stdout)
-    assert other["silence_mouth_open"] is None or 0.0 <= other["silence_mouth_open"] <= 1.0
+    assert other["frames"] == round(len(clip) / rate * 25) and other["silence_frames"] > 20
+    assert 0.0 <= other["silence_mouth_open"] <= 1.0
     assert other["speech_mouth_motion"] > 0.2
     r = run_avatar("eval", root, "--audio", data_file("audio", "hallo_1.wav"))
     assert r.returncode != 0 and "--driver audio" in r.stderr

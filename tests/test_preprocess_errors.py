@@ -74,12 +74,12 @@ def test_several_faces(tmp_path):
 @pytest.mark.slow
 def test_video_without_audio_track_works_with_a_warning(tmp_path):
     """A 256x256 30 fps crop whose mp4 has no sound: fitted anyway, audio stages say so;
-    with --audio the wav beside it is used. (The first 6 s of the 20 s clip: the length
+    with --audio the wav beside it is used. (The first 3 s of the 20 s clip: the length
     plays no part here.)"""
     video = data_file("multispeaker", "styletalk_Obama_clip1.mp4")
-    first_6s = ("--set", "preprocess.decode.max_duration_s=6")
+    first_3s = ("--set", "preprocess.decode.max_duration_s=3")
     out = tmp_path / "silent"
-    r = run_avatar("preprocess", video, "--out", out, "--config", "fast", *first_6s)
+    r = run_avatar("preprocess", video, "--out", out, "--config", "fast", *first_3s)
     assert r.returncode == 0, r.stderr
     assert "no audio" in r.stderr
     assert (out / "manifest.json").exists() and not (out / "audio_features.npz").exists()
@@ -87,9 +87,9 @@ def test_video_without_audio_track_works_with_a_warning(tmp_path):
     assert '"has_audio": false' in r.stdout
 
     out2 = tmp_path / "with_wav"
-    r = run_avatar("preprocess", video, "--out", out2, "--config", "fast", *first_6s,
+    r = run_avatar("preprocess", video, "--out", out2, "--config", "fast", *first_3s,
                    "--audio", video.with_suffix(".wav"))
     assert r.returncode == 0, r.stderr
     assert (out2 / "audio_features.npz").exists()
     s = Subject(out2)
-    assert s.audio_features.mel.shape[0] == s.n_frames == pytest.approx(6 * 25, abs=1)
+    assert s.audio_features.mel.shape[0] == s.n_frames == pytest.approx(3 * 25, abs=1)

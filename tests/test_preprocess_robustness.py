@@ -13,9 +13,9 @@ pytestmark = pytest.mark.slow
 
 CLIPS = [
     # file, seconds used, extra settings
-    ("headpose_31_1280x720.mp4", 6.0, []),
-    ("latentsync_demo1_1080x1920.mp4", 6.0, []),
-    ("latentsync_demo3_1080x1920_30fps.mp4", 6.0, []),
+    ("headpose_31_1280x720.mp4", 4.0, []),
+    ("latentsync_demo1_1080x1920.mp4", 4.0, []),
+    ("latentsync_demo3_1080x1920_30fps.mp4", 4.0, []),
     ("vexpress_aoc_29.97fps.mp4", 6.0, ["preprocess.decode.min_duration_s=4"]),
 ]
 
