@@ -161,9 +161,9 @@ def test_a_live_session_streams_on_the_audio_clock_and_idles_between_utterances(
 
     start, elapsed = asyncio.run(run())
     assert 0.9 <= start <= 2.0  # queued at the stream's next chunk, which runs ahead of real time
+    lead, chunk = ViewConfig().lead_ms / 1000, ViewConfig().chunk_ms / 1000
     times = [t for t, _ in sock.audio]
-    assert times == pytest.approx([k * 0.16 for k in range(len(times))])  # contiguous sound, 160 ms chunks
-    lead, chunk = ViewConfig().lead_ms / 1000, 0.16
+    assert times == pytest.approx([k * chunk for k in range(len(times))])  # contiguous sound, 160 ms chunks
     assert 0.9 * elapsed <= times[-1] + chunk <= elapsed + lead + chunk + 0.15  # real time plus the lead
     indices = [i for i, _ in sock.frames]
     assert indices == sorted(indices) and len(set(indices)) == len(indices)
