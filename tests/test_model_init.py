@@ -8,6 +8,7 @@ import torch
 
 from avatar.model.config import InitConfig
 from avatar.model.frame import render_frame
+from avatar.model.gaussians import AvatarGaussians
 from avatar.model.init import init_avatar
 from preprocess.segmentation import LABEL_BACKGROUND, LABEL_EYES, LABEL_HEAD, LABEL_MOUTH
 from preprocess.subject import Subject
@@ -100,6 +101,7 @@ def test_compiled_placement_matches_the_pytorch_one(model, subject):
     with torch.no_grad():  # exercise every term: unnormalised quaternions, partial following, the jaw
         for group in m.groups():
             group.quats.mul_(1.0 + torch.rand(len(group), 1, generator=g))
+            group.color_basis.copy_(0.3 * torch.randn(group.color_basis.shape, generator=g))  # pose-dependent colours
         m.torso.follow_logits.copy_(torch.randn(len(m.torso), generator=g))
         m.mouth.jaw.copy_(torch.rand(len(m.mouth), generator=g))
     t = subject.tracking
@@ -122,3 +124,30 @@ def test_compiled_placement_matches_the_pytorch_one(model, subject):
         m.face.means.add_(0.05)  # in place: the cached constants must notice
     compiled, reference = both(0)
     assert not torch.allclose(compiled[0], before) and torch.allclose(compiled[0], reference[0], atol=1e-5)
+
+
+def test_colours_follow_the_pose_through_the_colour_basis(model, subject):
+    """A Gaussian's colour is sigmoid(logit + basis @ the frame's normalised pose code): with no basis (a new
+    avatar, or one fitted before the basis existed) colours do not depend on the pose; with one, a torso
+    basis on the shoulders' code changes the torso's colours with the shoulders' motion and nothing else's."""
+    import copy
+
+    t = subject.tracking
+    verts, viewmat = torch.from_numpy(t.verts[0]), torch.from_numpy(t.viewmats[0])
+    leaning = torch.eye(3, 4)
+    leaning[0, 0] = 1.05  # the shoulders' map, 5% wider
+    # the code is normalised by the training frames' range, measured at init
+    assert torch.all(model.pose_scale > 0) and not torch.equal(model.pose_mean, torch.zeros_like(model.pose_mean))
+    with torch.no_grad():
+        assert torch.equal(model.place(verts, viewmat)[4], model.place(verts, viewmat, torso=leaning)[4])
+        m = copy.deepcopy(model)
+        m.torso.color_basis[:, :, 6] = 1.0  # entry 6: the shoulders' x scale minus 1
+        still, leant = m.place(verts, viewmat)[4], m.place(verts, viewmat, torso=leaning)[4]
+    n = len(m.torso)
+    assert torch.equal(still[:-n], leant[:-n])
+    assert bool((leant[-n:] > still[-n:]).all())  # a positive basis brightens as the code rises
+    # an older avatar's state, without a basis or a pose range, loads as before: colours of the logits alone
+    state = {k: v for k, v in m.state_dict().items() if not k.endswith("color_basis") and not k.startswith("pose_")}
+    old = AvatarGaussians.from_state_dict(state)
+    with torch.no_grad():
+        assert torch.allclose(old.place(verts, viewmat, torso=leaning)[4], model.place(verts, viewmat)[4])

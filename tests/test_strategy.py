@@ -46,6 +46,7 @@ def test_refine_clones_splits_and_prunes():
     with torch.no_grad():
         model.face.opacity_logits[[4, 5]] = torch.tensor([-5.0, -4.0])
         model.head.opacity_logits[0] = -5.0
+        model.face.color_basis.copy_(torch.randn(model.face.color_basis.shape))
     before = {k: v.clone() for k, v in model.face.state_dict().items()}
     exp_avg_before = opt.state[model.face.means]["exp_avg"].clone()
     strategy.refine(model, opt, np.random.default_rng(0))
@@ -55,6 +56,9 @@ def test_refine_clones_splits_and_prunes():
     assert face.parent.tolist() == [0, 0, 1, 2, 0, 1, 1]
     assert torch.equal(face.means[4], before["means"][0])
     assert torch.allclose(face.log_scales[5:], before["log_scales"][2] - np.log(SPLIT_SHRINK))
+    # clones and children shade with the pose as their parent did
+    assert torch.equal(face.color_basis[4], before["color_basis"][0])
+    assert torch.equal(face.color_basis[5], before["color_basis"][2]) and torch.equal(face.color_basis[6], before["color_basis"][2])
     assert len(model.head) == 2 and len(model.mouth) == 2 and len(model.torso) == 2
     # optimiser: the kept rows keep their moments, the new rows start at zero; it still steps
     state = opt.state[face.means]

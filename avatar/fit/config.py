@@ -29,6 +29,8 @@ class LearningRates:
     """Colour logits."""
     follow_logits: Annotated[float, Range(0.0, 10.0)] = 1e-2
     """Logits of how much each torso Gaussian follows the head."""
+    color_basis: Annotated[float, Range(0.0, 10.0)] = 1e-3
+    """How each Gaussian's colour changes with the head's and the shoulders' pose (0: it does not)."""
     deform_grid: Annotated[float, Range(0.0, 10.0)] = 1e-2
     """The deformation field's hash-grid table."""
     deform_mlp: Annotated[float, Range(0.0, 10.0)] = 1e-3

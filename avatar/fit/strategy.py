@@ -151,7 +151,7 @@ def _split_children(group: GaussianGroup, split: Tensor, gen: torch.Generator) -
     return {"means": torch.cat(samples), "quats": twice(quats),
             "log_scales": twice(log_scales - np.log(SPLIT_SHRINK)),
             "opacity_logits": twice(group.opacity_logits[split]), "color_logits": twice(group.color_logits[split]),
-            "follow_logits": twice(group.follow_logits[split])}
+            "follow_logits": twice(group.follow_logits[split]), "color_basis": twice(group.color_basis[split])}
 
 
 def _swap_in_optimizer(optimizer: torch.optim.Optimizer, old: nn.Parameter, new: nn.Parameter, keep: Tensor,

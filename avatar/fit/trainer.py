@@ -34,7 +34,7 @@ from avatar.model.init import init_avatar
 from avatar.model.store import deform_settings, model_from_state
 from preprocess.subject import Subject
 
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 """Bumped whenever a checkpoint of an older layout could be misread."""
 RESUMABLE_CHANGES = ("iterations", "minutes", "checkpoint_every", "preview_every")
 """Settings a fit may be resumed with changed (training longer, checkpointing or previewing more often)."""
@@ -47,7 +47,8 @@ class Trainer:
         self.subject, self.cfg = subject, cfg
         self.model = model if model is not None else \
             init_avatar(subject, cfg.init, cfg.deform if cfg.deform.enabled else None)
-        self.optimizer = torch.optim.Adam(_param_groups(self.model, cfg), eps=1e-15)
+        # fused: one pass over each tensor instead of several, half the time of the default on 2 cores
+        self.optimizer = torch.optim.Adam(_param_groups(self.model, cfg), eps=1e-15, fused=True)
         self.strategy = DensifyStrategy(cfg.densify, cfg.iterations, len(self.model))
         self.rng = np.random.default_rng(cfg.seed)
         self.iteration = 0
@@ -215,7 +216,7 @@ def _param_groups(model: AvatarGaussians, cfg: FitConfig) -> list[dict]:
     lr = cfg.lr
     rates = {"means": None, "quats": lr.quats, "log_scales": lr.log_scales,
              "opacity_logits": lr.opacity_logits, "color_logits": lr.color_logits,
-             "follow_logits": lr.follow_logits}
+             "follow_logits": lr.follow_logits, "color_basis": lr.color_basis}
     groups = []
     for name in GROUPS:
         g = getattr(model, name)

@@ -15,7 +15,10 @@
   :mod:`preprocess.torso`) by the rest of it: the shoulders go where the body is.
 
 Each group stores raw parameters (local means, wxyz quaternions, log-scales,
-opacity logits, colour logits); :meth:`AvatarGaussians.place` turns them into
+opacity logits, colour logits, and a colour basis: how each colour logit changes
+with the frame's pose code, see :func:`pose_code`; the light is fixed in the
+studio, so a turned head, a leaning body and a shifted collar shade and show
+differently); :meth:`AvatarGaussians.place` turns them into
 what :func:`avatar.render.rasterization` takes for one frame, in the head frame
 of the subject (its "world", see :mod:`avatar.core.camera`), in the order of
 :data:`GROUPS`.
@@ -32,9 +35,14 @@ from avatar.core.rotations import quat_left_matrix, rotmat_to_quat
 from avatar.model.binding import bind_to_mesh, triangle_frames
 
 GROUPS = ("face", "mouth", "head", "torso")
-PARAMS = ("means", "quats", "log_scales", "opacity_logits", "color_logits", "follow_logits")
+PARAMS = ("means", "quats", "log_scales", "opacity_logits", "color_logits", "follow_logits", "color_basis")
 """The learned per-Gaussian tensors of a group, in the order :class:`GaussianGroup` takes them."""
 BUFFERS = ("parent", "jaw")
+POSE_CODE = 12
+"""Entries of :func:`pose_code`: the head's turn (3) and shift (3) from the rest pose, the shoulders' motion (6)."""
+POSE_CODE_CLAMP = 3.0
+"""A pose code entry is clamped to this many training standard deviations (the basis is linear: far outside
+the poses it was fitted on it would invent colours)."""
 """Per-Gaussian fixed attributes: a face Gaussian's triangle; how much a mouth Gaussian follows the jaw."""
 
 
@@ -47,8 +55,8 @@ class GaussianGroup(nn.Module):
     """
 
     def __init__(self, means: Tensor, quats: Tensor, log_scales: Tensor, opacity_logits: Tensor,
-                 color_logits: Tensor, follow_logits: Tensor | None = None, parent: Tensor | None = None,
-                 jaw: Tensor | None = None):
+                 color_logits: Tensor, follow_logits: Tensor | None = None, color_basis: Tensor | None = None,
+                 parent: Tensor | None = None, jaw: Tensor | None = None):
         super().__init__()
         self.means = nn.Parameter(means.float())  # (N, 3): triangle-local (face) or metres
         self.quats = nn.Parameter(quats.float())  # (N, 4) wxyz, relative to the carrier's frame
@@ -57,6 +65,9 @@ class GaussianGroup(nn.Module):
         self.color_logits = nn.Parameter(color_logits.float())  # (N, 3): sigmoid -> RGB in [0, 1]
         # (N,): sigmoid -> how much a torso Gaussian follows the head (kept, unused, in the other groups)
         self.follow_logits = nn.Parameter(torch.zeros(len(means)) if follow_logits is None else follow_logits.float())
+        # (N, 3, POSE_CODE): colour logits' change per unit of the normalised pose code (zeros: none)
+        self.color_basis = nn.Parameter(torch.zeros(len(means), 3, POSE_CODE) if color_basis is None
+                                        else color_basis.float())
         self.register_buffer("parent", torch.zeros(0, dtype=torch.int64) if parent is None else parent.long())
         self.register_buffer("jaw", torch.zeros(0) if jaw is None else jaw.float())
 
@@ -79,6 +90,9 @@ class AvatarGaussians(nn.Module):
         self.register_buffer("mean_shape", mean_shape.float())  # (V, 3) neutral head-frame mesh, metres
         self.register_buffer("jaw_vertices", jaw_vertices.long())  # (J,) vertices whose motion is the jaw's
         self.register_buffer("rest_viewmat", rest_viewmat.float())  # (4, 4) the pose the torso was placed at
+        # the training frames' pose codes' mean and standard deviation (see pose_code), to normalise a frame's
+        self.register_buffer("pose_mean", torch.zeros(POSE_CODE))
+        self.register_buffer("pose_scale", torch.ones(POSE_CODE))
 
     def __len__(self) -> int:
         return sum(len(g) for g in self.groups())
@@ -93,13 +107,30 @@ class AvatarGaussians(nn.Module):
 
         ``deform``: a freshly made deformation field of the same settings when the
         state has one (its weights are loaded from ``state``)."""
-        groups = [GaussianGroup(*(state[f"{g}.{k}"] for k in PARAMS),
+        # an avatar fitted before the colour basis existed has none: zeros, the colours it was fitted with
+        groups = [GaussianGroup(*(state.get(f"{g}.{k}") if k == "color_basis" else state[f"{g}.{k}"] for k in PARAMS),
                                 **{b: state[f"{g}.{b}"] for b in BUFFERS}) for g in GROUPS]
         model = cls(*groups, faces=state["faces"], mean_shape=state["mean_shape"],
                     jaw_vertices=state["jaw_vertices"], rest_viewmat=state["rest_viewmat"], deform=deform)
+        for name in ("pose_mean", "pose_scale"):
+            if name in state:
+                getattr(model, name).copy_(state[name])
         if deform is not None:
             deform.load_state_dict({k[len("deform."):]: v for k, v in state.items() if k.startswith("deform.")})
         return model
+
+    def set_pose_range(self, codes: Tensor) -> None:
+        """Normalise pose codes by these (F, POSE_CODE) of the training frames (:func:`pose_code`): their mean
+        and standard deviation (1 where an entry never changes, e.g. shoulders that were not tracked)."""
+        std = codes.std(0) if len(codes) > 1 else torch.zeros(POSE_CODE)
+        self.pose_mean.copy_(codes.mean(0))
+        self.pose_scale.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    def normalised_pose(self, viewmat: Tensor, torso: Tensor) -> Tensor:
+        """(POSE_CODE,) the frame's :func:`pose_code` in training standard deviations, clamped to
+        +-POSE_CODE_CLAMP."""
+        code = (pose_code(viewmat, self.rest_viewmat, torso) - self.pose_mean) / self.pose_scale
+        return code.clamp(-POSE_CODE_CLAMP, POSE_CODE_CLAMP)
 
     def jaw_offset(self, verts: Tensor) -> Tensor:
         """(3,) metres: how far the jaw has moved from the neutral mesh in this frame (head frame)."""
@@ -165,7 +196,9 @@ class AvatarGaussians(nn.Module):
         scales = torch.cat([face.scales] + [torch.exp(g.log_scales) for g in (self.mouth, self.head, self.torso)])
         rest = self.groups()[1:]
         opacities = torch.sigmoid(torch.cat([face_opacity] + [g.opacity_logits for g in rest]))
-        colors = torch.sigmoid(torch.cat([face_color] + [g.color_logits for g in rest]))
+        code = self.normalised_pose(viewmat, torso)
+        logits = [face_color + f.color_basis @ code] + [g.color_logits + g.color_basis @ code for g in rest]
+        colors = torch.sigmoid(torch.cat(logits))
         return means, quats, scales, opacities, colors
 
     def _frozen_parts(self) -> "_Frozen":
@@ -186,7 +219,10 @@ class AvatarGaussians(nn.Module):
             torso_follow=c(torch.sigmoid(t.follow_logits)), torso_quats=c(t.quats),
             scales_rest=c(torch.exp(torch.cat([m.log_scales, h.log_scales, t.log_scales]))),
             opacities=c(torch.sigmoid(torch.cat([g.opacity_logits for g in self.groups()]))),
-            colors=c(torch.sigmoid(torch.cat([g.color_logits for g in self.groups()]))))
+            colors=c(torch.sigmoid(torch.cat([g.color_logits for g in self.groups()]))),
+            color_logits=c(torch.cat([g.color_logits for g in self.groups()])),
+            color_basis=c(torch.cat([g.color_basis for g in self.groups()])) if any(
+                bool(g.color_basis.any()) for g in self.groups()) else None)
         self._frozen = (key, parts)
         return parts
 
@@ -194,8 +230,8 @@ class AvatarGaussians(nn.Module):
                         ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """:meth:`place` without gradients or a deformation field, on the CPU: the same numbers from one pass
         of the compiled ``place`` kernel (cuda_ext/csrc/place.cpp) over the cached constants, 0.64 ms for 47k
-        Gaussians on one core where the PyTorch path takes 7.7-8.9 ms; opacities and colours are the cached
-        tensors."""
+        Gaussians on one core where the PyTorch path takes 7.7-8.9 ms; opacities are the cached tensor, and so
+        are the colours unless the avatar has a colour basis (then one matrix-vector product a frame)."""
         import cuda_ext
 
         p = self._frozen_parts()
@@ -204,7 +240,24 @@ class AvatarGaussians(nn.Module):
             c(verts), self.faces.contiguous(), c(viewmat), c(self.rest_viewmat), p.parent, p.face_means, p.face_quats,
             p.face_scales, p.mouth_means, p.mouth_jaw, c(self.jaw_offset(verts)), p.head_means, p.rigid_quats,
             p.torso_means, p.torso_follow, p.torso_quats, c(torso), p.scales_rest)
-        return means, quats, scales, p.opacities, p.colors
+        if p.color_basis is None:
+            return means, quats, scales, p.opacities, p.colors
+        colors = torch.sigmoid(torch.addmv(p.color_logits.view(-1), p.color_basis.view(-1, POSE_CODE),
+                                           self.normalised_pose(viewmat, torso)).view(-1, 3))
+        return means, quats, scales, p.opacities, colors
+
+
+def pose_code(viewmat: Tensor, rest_viewmat: Tensor, torso: Tensor) -> Tensor:
+    """(POSE_CODE,) float32 what the colour basis is driven by, from a frame's camera-from-head ``viewmat``
+    (4, 4), the avatar's ``rest_viewmat`` (4, 4) and the shoulders' camera-frame motion ``torso`` (3, 4)
+    (see :meth:`AvatarGaussians.place`): the head's rotation from rest as twice its quaternion's vector part
+    (radians, for the small turns of a talking head), its shift from rest (metres), the shoulders' linear
+    map minus the identity (2 x 2, row-major) and their shift (metres, x and y)."""
+    motion_R = viewmat[:3, :3] @ rest_viewmat[:3, :3].T
+    turn = 2.0 * rotmat_to_quat(motion_R)[1:]  # w >= 0
+    shift = viewmat[:3, 3] - rest_viewmat[:3, 3]
+    shoulders = torso[:2, :2] - torch.eye(2).to(torso)
+    return torch.cat([turn, shift, shoulders.reshape(4), torso[:2, 3]]).float()
 
 
 def torso_motion_m(affine_px: Tensor, model: AvatarGaussians, K: Tensor) -> Tensor:
@@ -252,4 +305,6 @@ class _Frozen(NamedTuple):
     torso_quats: Tensor  # (Nt, 4) camera frame
     scales_rest: Tensor  # (Nm + Nh + Nt, 3) metres
     opacities: Tensor  # (N,)
-    colors: Tensor  # (N, 3)
+    colors: Tensor  # (N, 3) at the mean pose, what an avatar without a colour basis always shows
+    color_logits: Tensor  # (N, 3)
+    color_basis: Tensor | None  # (N, 3, POSE_CODE), None when it is all zeros

@@ -27,7 +27,7 @@ import torch
 from avatar.model.binding import to_triangle_local, triangle_frames
 from avatar.model.config import DeformConfig, InitConfig
 from avatar.model.deform import make_deformation_field
-from avatar.model.gaussians import AvatarGaussians, GaussianGroup, torso_motion_at
+from avatar.model.gaussians import AvatarGaussians, GaussianGroup, pose_code, torso_motion_at, torso_motion_m
 from preprocess.face_topology import face_oval, face_triangles
 from preprocess.segmentation import LABEL_EYES, LABEL_HEAD, LABEL_MOUTH, LABEL_TORSO
 from preprocess.subject import Subject
@@ -60,8 +60,20 @@ def init_avatar(subject: Subject, cfg: InitConfig = InitConfig(), deform: Deform
     torso = _torso_group(subject, views, rest, cfg, rng)
     mean_shape = torch.from_numpy(subject.tracking.mean_shape.astype(np.float32))
     field = None if deform is None else make_deformation_field(deform, subject.tracking.n_expr, mean_shape, cfg.seed)
-    return AvatarGaussians(face, mouth, head, torso, torch.from_numpy(faces), mean_shape,
-                           torch.tensor(CHIN_VERTICES), torch.from_numpy(rest.astype(np.float32)), field)
+    model = AvatarGaussians(face, mouth, head, torso, torch.from_numpy(faces), mean_shape,
+                            torch.tensor(CHIN_VERTICES), torch.from_numpy(rest.astype(np.float32)), field)
+    model.set_pose_range(_training_pose_codes(model, subject))
+    return model
+
+
+def _training_pose_codes(model: AvatarGaussians, subject: Subject) -> torch.Tensor:
+    """(F, POSE_CODE) the training frames' pose codes (what the colour basis is normalised by)."""
+    t = subject.tracking
+    K = torch.from_numpy(t.K(subject.size))
+    viewmats, affine = torch.from_numpy(t.viewmats), torch.from_numpy(subject.torso.affine)
+    with torch.no_grad():
+        return torch.stack([pose_code(viewmats[i], model.rest_viewmat, torso_motion_m(affine[i], model, K))
+                            for i in subject.train_frames])
 
 
 class _View:
