@@ -15,6 +15,7 @@ import torch
 from avatar.core.media import probe_media
 from avatar.fit.evaluate import retrieval_psnr
 from avatar.model.export import read_ply
+from avatar.model.gaussians import torso_motion_m
 from avatar.model.init import init_avatar
 from avatar.model.store import load_avatar
 from avatar.settings import load_config
@@ -88,6 +89,21 @@ def test_export_round_trips_the_avatar(may_fit, tmp_path):
     assert not np.allclose(read_ply(tmp_path / "open.ply")["means"], ply["means"])  # the expression moved it
     r = run_avatar("export", may_fit, "--ply", tmp_path / "x.ply", "--frame", 10_000)
     assert r.returncode == 2 and "not a frame" in r.stderr
+
+
+def test_the_fit_learns_how_colours_change_with_the_pose(may_fit):
+    """The colour basis starts at zero; the fit moves it, so frames of other head poses and shoulder motions
+    show the same Gaussians in other colours (measured: may_5s fast fit 32.23 -> 33.05 dB with it)."""
+    subject = Subject(may_fit)
+    model, _ = load_avatar(subject)
+    assert float(torch.cat([g.color_basis for g in model.groups()]).abs().max()) > 0.01
+    t, K = subject.tracking, torch.from_numpy(subject.tracking.K(subject.size))
+    colours = []
+    for i in (int(subject.train_frames[0]), int(subject.val_frames[-1])):
+        torso = torso_motion_m(torch.from_numpy(subject.torso.affine[i]), model, K)
+        with torch.no_grad():
+            colours.append(model.place(model.mean_shape, torch.from_numpy(t.viewmats[i]), None, torso)[4])
+    assert float((colours[0] - colours[1]).abs().max()) > 1 / 255
 
 
 def test_an_interrupted_fit_resumes_to_the_uninterrupted_avatar(may_fit, tmp_path):

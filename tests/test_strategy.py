@@ -58,7 +58,7 @@ def test_refine_clones_splits_and_prunes():
     assert torch.allclose(face.log_scales[5:], before["log_scales"][2] - np.log(SPLIT_SHRINK))
     # clones and children shade with the pose as their parent did
     assert torch.equal(face.color_basis[4], before["color_basis"][0])
-    assert torch.equal(face.color_basis[5], before["color_basis"][2]) and torch.equal(face.color_basis[6], before["color_basis"][2])
+    assert all(torch.equal(face.color_basis[k], before["color_basis"][2]) for k in (5, 6))
     assert len(model.head) == 2 and len(model.mouth) == 2 and len(model.torso) == 2
     # optimiser: the kept rows keep their moments, the new rows start at zero; it still steps
     state = opt.state[face.means]
