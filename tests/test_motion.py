@@ -146,10 +146,12 @@ def test_silence_weight_closes_long_pauses_only():
     vad[40:44] = 0  # 0.16 s: a break inside a phrase
     vad[60:70] = 0  # 0.4 s
     vad[100:150] = 0  # 2 s
+    vad[80:87] = 0  # 0.28 s: shorter than the hold + the look-ahead
     w = silence_weight(vad < 0.5, fps, lookahead=5)
-    assert w[40:44].max() == 0.0
-    assert 0.0 < w[60:70].max() < 1.0
-    assert w[110:145].min() == 1.0 and w[100:105].max() == 0.0 and w[149] < 1.0
+    assert w[40:44].max() == 0.0 and w[80:87].max() == 0.0
+    assert w[60:70].max() == 1.0 and w[60:64].max() == 0.0
+    # closed by 0.2 s into a long pause, which is where silence_mouth_open starts counting
+    assert w[105:145].min() == 1.0 and w[100:104].max() == 0.0 and 0.0 < w[104] < 1.0 and w[149] < 1.0
     assert w[:40].max() == 0.0 and w[150:].max() == 0.0
     short = silence_weight(vad < 0.5, fps, lookahead=2)  # the ease out never looks further ahead than this
     assert short[147] == 1.0 and short[149] == 0.5

@@ -6,9 +6,9 @@ The order of the steps is the point:
 2. they are scaled about the subject's rest expression by the articulation
    gain (:func:`articulation_gain`: the mouth moves as fast as the subject's
    own while speaking) times the mouth-amplitude control;
-3. once a pause (no voice activity) has lasted :data:`SILENCE_HOLD_S` the face
-   eases to the rest expression (closed, still mouth), until just before
-   speech returns;
+3. once a pause (no voice activity) has lasted :data:`SILENCE_HOLD_S`, and the
+   look-ahead shows it going on, the face eases to the rest expression (closed,
+   still mouth), until just before speech returns;
 4. the lids are set to the blink track (generated, or a given one);
 5. head pose comes from the chosen mode, scaled by the head-motion amount, stabilised.
 """
@@ -32,15 +32,20 @@ from avatar.motion.pose import prosody_drivers, replay, stabilise
 from avatar.motion.predictor import predict_clip
 from preprocess.subject import Subject
 
-SILENCE_HOLD_S = 0.2
-"""A pause lets the face ease to rest only after it has lasted this long (short breaks inside phrases keep
-what the predictor says)..."""
+SILENCE_HOLD_S = 0.16
+"""A pause starts easing the face to rest after it has lasted this long, if the look-ahead shows that it goes
+on for at least the look-ahead beyond that (shorter breaks inside phrases keep what the predictor says)..."""
+SILENCE_EASE_IN_S = 0.08
+"""...taking this long to ease in, so the mouth is closed 0.2 s into a long pause (cnn2 avatar driven by
+hallo_2: easing in over 0.15 s from 0.2 s left it open in 9 of the 69 frames ``silence_mouth_open`` counts,
+every one on a ramp, 0.130; this way 4, all on the ease out, 0.058; cnn2's own held-out mesh opening
+correlation 0.535 -> 0.529, from 0.12 s 0.511)..."""
 SILENCE_EASE_S = 0.15
-"""...taking this long to ease in, and as long to ease out before speech returns (at most the predictor's
-look-ahead, so a stream decides exactly as a whole clip does). Speakers part their lips to breathe in before
-they speak, so a longer ease out follows the subject better (cnn2's held-out mouth opening: correlation 0.544
-with 0.2 s against 0.522; rendered ``mouth_corr`` 0.431) but leaves the mouth open in more of other voices'
-pauses (hallo_2's ``silence_mouth_open`` 0.130 against 0.087, over the target's 0.1)."""
+"""...and this long to ease out before speech returns (at most the predictor's look-ahead, so a stream
+decides exactly as a whole clip does). Speakers part their lips to breathe in before they speak, so a
+longer ease out follows the subject better (cnn2's held-out mouth opening: correlation 0.544 with 0.2 s
+against 0.522; rendered ``mouth_corr`` 0.431) but leaves the mouth open in more of other voices' pauses
+(hallo_2's ``silence_mouth_open`` 0.130 against 0.087, over the target's 0.1)."""
 MAX_GAIN = 1.6
 """Most the articulation gain scales the predicted motion (see :func:`articulation_gain`)."""
 MIN_SPEECH_S = 0.3
@@ -184,18 +189,23 @@ def replayed_frames(subject: Subject, n: int) -> np.ndarray:
 def silence_weight(silent: np.ndarray, fps: float, lookahead: int) -> np.ndarray:
     """(F,) float32 in [0, 1]: how far the face eases to rest; 1 inside long silences, 0 elsewhere.
 
-    ``silent``: (F,) bool, no voice activity. ``lookahead``: the predictor's, frames. Frame ``t``'s
-    weight depends on frames up to ``t + SILENCE_EASE_S`` only, and never beyond ``t + lookahead``,
-    so streaming gets the same weights.
+    ``silent``: (F,) bool, no voice activity. ``lookahead``: the predictor's, frames. A silent run eases
+    when it lasts at least hold + look-ahead frames: its ease in starts ``hold`` frames in, where the
+    look-ahead shows that much. Frame ``t``'s weight depends on frames up to ``t + lookahead`` only, so
+    streaming gets the same weights.
     """
     out = np.zeros(len(silent), np.float32)
     runs, _ = ndimage.label(silent)
     hold = int(round(SILENCE_HOLD_S * fps))
-    ease = int(np.clip(round(SILENCE_EASE_S * fps), 1, max(1, lookahead)))
+    lookahead = max(1, lookahead)
+    ease_in = max(1, int(round(SILENCE_EASE_IN_S * fps)))
+    ease_out = int(np.clip(round(SILENCE_EASE_S * fps), 1, lookahead))
     for (run,) in ndimage.find_objects(runs):
         start, stop = run.start, run.stop
+        if start > 0 and stop < len(silent) and stop - start < hold + lookahead:
+            continue  # a break inside a phrase
         k = np.arange(start, stop)
-        up = np.clip((k - start - hold + 1) / ease, 0, 1) if start > 0 else np.ones(len(k))
-        down = np.clip((stop - k) / ease, 0, 1) if stop < len(silent) else np.ones(len(k))
+        up = np.clip((k - start - hold + 1) / ease_in, 0, 1) if start > 0 else np.ones(len(k))
+        down = np.clip((stop - k) / ease_out, 0, 1) if stop < len(silent) else np.ones(len(k))
         out[start:stop] = np.minimum(up, down)
     return out
