@@ -92,3 +92,13 @@ def test_densification_stops_at_max_gaussians():
     strategy.refine(model, opt, np.random.default_rng(0))
     assert len(model) == n + 2
     assert [len(getattr(model, g)) for g in GROUPS] == [6, 2, 3, 4]  # the two steepest are the torso's
+
+
+def test_the_face_and_mouth_can_keep_their_colours_off_the_pose():
+    """`fit.lr.color_basis_face` steps the face's and the mouth's colour basis apart from hair, ears and torso."""
+    from avatar.fit.config import LearningRates
+
+    cfg = FitConfig(lr=LearningRates(color_basis=2e-3, color_basis_face=0.0))
+    rates = {g["name"]: g["lr"] for g in _param_groups(_model(), cfg)}
+    assert rates["face.color_basis"] == 0.0 and rates["mouth.color_basis"] == 0.0
+    assert rates["head.color_basis"] == 2e-3 and rates["torso.color_basis"] == 2e-3

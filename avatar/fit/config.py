@@ -31,6 +31,9 @@ class LearningRates:
     """Logits of how much each torso Gaussian follows the head."""
     color_basis: Annotated[float, Range(0.0, 10.0)] = 1e-3
     """How each Gaussian's colour changes with the head's and the shoulders' pose (0: it does not)."""
+    color_basis_face: Annotated[float, Range(0.0, 10.0)] = 0.0
+    """The same for the face's and the mouth interior's Gaussians (0: only hair, ears, neck and torso shade;
+    with 1e-3 the lips shaded with the pose instead of following the mouth, cnn2 `lmd` 1.48 -> 1.64)."""
     deform_grid: Annotated[float, Range(0.0, 10.0)] = 1e-2
     """The deformation field's hash-grid table."""
     deform_mlp: Annotated[float, Range(0.0, 10.0)] = 1e-3

@@ -224,6 +224,8 @@ def _param_groups(model: AvatarGaussians, cfg: FitConfig) -> list[dict]:
             rate = rates[kind] if kind != "means" else lr.face_means if name == "face" else lr.rigid_means
             if kind == "follow_logits" and name != "torso":
                 rate = 0.0  # only the torso follows the head
+            if kind == "color_basis" and name in ("face", "mouth"):
+                rate = lr.color_basis_face
             groups.append({"params": [getattr(g, kind)], "lr": rate, "name": f"{name}.{kind}"})
     if model.deform is not None:
         groups.append({"params": list(model.deform.grid.parameters()), "lr": lr.deform_grid, "name": "deform.grid"})
