@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from avatar.core.rotations import quat_to_rotmat, rotmat_to_quat
+from avatar.core.rotations import axis_angle_to_matrix, quat_to_rotmat, rotmat_to_quat
 from avatar.model.binding import bind_to_mesh, triangle_frames, unbind_from_mesh
 from preprocess.face_topology import face_triangles
 
@@ -117,3 +117,17 @@ def test_rotmat_to_quat_is_right_near_half_turns():
                        axes * math.sin(angle / 2)], -1)
         R = quat_to_rotmat(q)
         assert torch.allclose(quat_to_rotmat(rotmat_to_quat(R)), R, atol=1e-12), angle
+
+
+def test_axis_angle_gradients_are_finite_at_no_rotation():
+    """The Taylor branch at 0 must not drag sqrt's infinite slope into the gradient (it once made it NaN)."""
+    r = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
+    R = axis_angle_to_matrix(r)
+    (R * torch.arange(9, dtype=torch.float64).view(3, 3)).sum().backward()
+    assert torch.isfinite(r.grad).all()
+    # d(R v)/dr at 0 is -[v]x: the derivative of a small turn
+    v = torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda x: axis_angle_to_matrix(x[None])[0] @ v,
+                                             torch.zeros(3, dtype=torch.float64))
+    skew = torch.tensor([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]], dtype=torch.float64)
+    assert torch.allclose(jac, -skew, atol=1e-12)

@@ -13,9 +13,9 @@ from torch import Tensor
 def axis_angle_to_matrix(rvec: Tensor) -> Tensor:
     """(F, 3) axis-angle, radians -> (F, 3, 3) rotation matrices (Rodrigues, safe at 0)."""
     theta2 = (rvec * rvec).sum(-1, keepdim=True)
-    theta = torch.sqrt(theta2)
     small = theta2 < 1e-8  # Taylor series there: sin(t)/t and (1 - cos(t))/t^2 are 0/0
-    safe = torch.where(small, torch.ones_like(theta), theta)
+    # the square root of 1, not of 0, where small: sqrt's infinite slope at 0 would make the gradient NaN
+    safe = torch.sqrt(torch.where(small, torch.ones_like(theta2), theta2))
     a = torch.where(small, 1 - theta2 / 6, torch.sin(safe) / safe)
     b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(safe)) / safe ** 2)
     x, y, z = rvec.unbind(-1)
