@@ -14,7 +14,8 @@ def add_parser(sub, common) -> None:
                     "expression and pose and compare them with the real frames: psnr (full frame), "
                     "psnr_head (head and neck), ssim, lmd (mouth landmark distance, px at 512x512), csim "
                     "(identity), psnr_live_background (full frame over the real frames' own background, as "
-                    "--paste-back shows it), render_fps. Writes SUBJECT_DIR/fit/eval.json and a side-by-side video "
+                    "--paste-back shows it), psnr_plate_ceiling (what a perfect avatar would score over the static "
+                    "background plate: the most psnr can be), render_fps. Writes SUBJECT_DIR/fit/eval.json and a side-by-side video "
                     "SUBJECT_DIR/fit/eval.mp4 (real | rendered | error) with the sound.")
     p.add_argument("subject", type=Path, help="a subject folder with a fitted avatar (`avatar fit`)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

@@ -24,7 +24,11 @@ Metrics (one JSON object, ``fit/eval.json``):
   frame's own background where that frame shows background (the plate where the
   person is), as ``avatar render --paste-back`` shows it over the source video:
   the avatar's error without the studio's (a static plate cannot know what a
-  screen behind the speaker shows next).
+  screen behind the speaker shows next);
+- ``psnr_plate_ceiling``: full frame, the real frame's own person (every pixel
+  not labelled background) over the plate: what a perfect avatar would score in
+  ``psnr``, so ``psnr`` can never exceed it. Where the background changes (a
+  studio screen, a passer-by), it says how much of the error is the plate's.
 
 It also writes ``fit/eval.mp4``: real | rendered | error, with the sound.
 """
@@ -74,6 +78,7 @@ def evaluate(root: str | Path, *, video: bool = True, frames: int | None = None)
     K = torch.from_numpy(t.K(subject.size))
     torso = torch.from_numpy(subject.torso.affine)  # the validation frames' tracked shoulders, like their pose
     plate = torch.from_numpy(subject.background().astype(np.float32) / 255.0)
+    plate_picture = to_picture(plate)
     data = TrainingFrames(subject)
     faces = FaceMetrics()
     rows = []
@@ -92,6 +97,8 @@ def evaluate(root: str | Path, *, video: bool = True, frames: int | None = None)
             rendered = to_picture(out_i.rgb + (1.0 - out_i.alpha) * plate)
             rows.append(frame_metrics(frame, rendered, faces))
             rows[-1]["psnr_live_background"] = psnr(frame.image, to_picture(out_i.rgb + (1.0 - out_i.alpha) * live))
+            rows[-1]["psnr_plate_ceiling"] = psnr(frame.image, np.where(shown_background.numpy(), plate_picture,
+                                                                        frame.image))
             if writer is not None:
                 writer.write(frame.image, rendered)
     result = summarise(rows)
@@ -158,7 +165,8 @@ def metric_size(image: np.ndarray) -> np.ndarray:
 def summarise(rows: list[dict]) -> dict:
     """Means over frames of :func:`frame_metrics` rows (None entries skipped), plus ``lmd_frames``."""
     out = {}
-    for key in ("psnr", "psnr_head", "psnr_face", "psnr_mouth", "psnr_live_background", "ssim", "lmd", "csim"):
+    for key in ("psnr", "psnr_head", "psnr_face", "psnr_mouth", "psnr_live_background", "psnr_plate_ceiling", "ssim",
+                "lmd", "csim"):
         if not any(key in r for r in rows):
             continue
         values = [r[key] for r in rows if r.get(key) is not None and np.isfinite(r[key])]
