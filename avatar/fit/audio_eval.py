@@ -10,6 +10,10 @@ Two settings:
   and ``mesh_mouth_corr``: the same of the predicted mesh's opening against the
   tracked mesh's, which tells the predictor's share of a low ``mouth_corr`` from the
   renderer's (on cnn2 the renders follow predicted and tracked meshes alike, 0.88).
+  The motion model learns the mouth in sync with the sound; where the video's
+  own sound is late or early (``motion_model.av_offset``, :mod:`avatar.motion.sync`),
+  the predictor is given the validation sound moved by that offset, so the
+  renders reproduce the recording as it is, as the replayed poses and lids do.
 - **other audio** (``--audio FILE``): no real video to compare with, so it
   renders the whole clip and reports
 
@@ -39,6 +43,7 @@ from avatar.model.store import fit_dir, load_avatar
 from avatar.motion.config import MotionConfig
 from avatar.motion.generate import Controls, audio_features, motion_from_features
 from avatar.motion.model import load_or_train_motion
+from avatar.motion.sync import shift_features
 from preprocess.subject import Subject
 
 PAUSE_MIN_S, PAUSE_SKIP_S = 1.0, 0.2
@@ -59,7 +64,9 @@ def evaluate_audio_driven(root: str | Path, cfg: MotionConfig, *, audio: str | P
         return _other_audio(subject, avatar, motion_model, audio, controls)
     val = pick_frames(subject, frames)
     t = subject.tracking
-    feats = subject.audio_features
+    # the video's own sound as it was recorded: a model that speaks in sync is shown the sound moved by the
+    # recording's offset, as the tracked poses and lids are replayed as recorded
+    feats = shift_features(subject.audio_features, motion_model.av_offset)
     motion = motion_from_features(motion_model, subject, feats, controls, eye_open=t.eye_open, viewmats=t.viewmats)
     data, faces = TrainingFrames(subject), FaceMetrics()
     render = _renderer(subject, avatar, motion, subject.torso.affine)  # the tracked pose, and the tracked body

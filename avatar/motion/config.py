@@ -65,6 +65,8 @@ class MotionConfig:
     """The audio-to-expression network."""
     prior: str = "none"
     """Multispeaker prior (from `make pretrain`): none (the subject alone; measured better), finetune (start from it), only."""
+    sync: bool = True
+    """Measure how far the video's sound is shifted against its mouth and learn the mouth in sync with the sound (avatar.motion.sync), so new speech is not spoken with the recording's offset."""
     seed: Annotated[int, Range(0, 2**31 - 1)] = 0
     """Seed of training and of the generated blinks and head motion."""
 

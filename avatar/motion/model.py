@@ -27,12 +27,13 @@ from avatar.motion.face import ChannelCalibration, EyelidModel, vertex_weights, 
 from avatar.motion.features import SpeakerLevels, normalised_features
 from avatar.motion.pose import MeanPose, ProsodyPoseModel, prosody_drivers, stabilise
 from avatar.motion.predictor import AudioToExpression
+from avatar.motion.sync import NO_OFFSET, measure_offset, shift_frames
 from avatar.motion.train import TrainingData, train_predictor, vertex_error
 from preprocess.subject import Subject
 
 log = logging.getLogger(__name__)
 
-MODEL_FORMAT = 2
+MODEL_FORMAT = 3
 """Bumped whenever an older motion model could be misread."""
 
 
@@ -65,6 +66,10 @@ class SubjectMotion:
     """The subject's mean frame-to-frame change of mouth opening (inner-lip gap / width) while speaking."""
     summary: dict
     """How it was trained and how it did on the validation frames (JSON-able)."""
+    av_offset: int = 0
+    """How far the training video's sound was moved to bring it into sync, frames
+    (:meth:`avatar.motion.sync.SyncOffset.correction`): the model speaks in sync; replaying that video's
+    sound as it was recorded moves its features by this."""
 
 
 def train_motion(subject: Subject, cfg: MotionConfig) -> SubjectMotion:
@@ -78,8 +83,13 @@ def train_motion(subject: Subject, cfg: MotionConfig) -> SubjectMotion:
     x = normalised_features(feats, levels)
     usable = np.zeros(t.n_frames, bool)
     usable[subject.train_frames] = True
+    offset = measure_offset(feats.phone_post, t.mouth_open, subject.fps, usable) if cfg.sync else NO_OFFSET
+    # every face track paired with the sound below is moved into sync with it (a clip in sync moves by 0)
+    shift = -offset.correction(subject.fps)
+    expr, mouth_open = shift_frames(t.expr.astype(np.float32), shift), shift_frames(t.mouth_open, shift)
+    usable = shift_frames(usable, shift, fill="zero")
     metric = weighted_metric(t.expr_basis, vertex_weights(t.mean_shape))
-    data = TrainingData(x, t.expr.astype(np.float32), usable, metric, feats.mel.shape[1], feats.rows_per_frame)
+    data = TrainingData(x, expr, usable, metric, feats.mel.shape[1], feats.rows_per_frame)
     t0 = time.perf_counter()
     predictor = _predictor(data, cfg, t)
     seconds = time.perf_counter() - t0
@@ -88,17 +98,19 @@ def train_motion(subject: Subject, cfg: MotionConfig) -> SubjectMotion:
     deviations = stabilise(mean_pose.deviations(t.viewmats), subject.fps)
     drivers = prosody_drivers(feats.vad, feats.energy_db, levels.speech_db)
     summary = {"train_seconds": round(seconds, 1), "train_frames": int(len(train)),
-               "train_vertex_rms_mm": round(vertex_error(predictor, data, train), 3)}
+               "train_vertex_rms_mm": round(vertex_error(predictor, data, train), 3),
+               "av_offset": offset.to_json(subject.fps)}
     if len(subject.val_frames):
         summary["val_vertex_rms_mm"] = round(vertex_error(predictor, data, subject.val_frames), 3)
     return SubjectMotion(
-        predictor=predictor, levels=levels, rest_expr=rest_expression(t.expr[train], t.mouth_open[train],
+        predictor=predictor, levels=levels, rest_expr=rest_expression(expr[train], mouth_open[train],
                                                                       feats.vad[train]),
         eyelids=EyelidModel.fit(t, train), calibration=ChannelCalibration.fit(t.verts[train]),
         blinks=BlinkModel.fit(t.eye_open[train], subject.fps),
-        pose=ProsodyPoseModel.fit(deviations[train], drivers[train]), mean_pose=mean_pose,
+        pose=ProsodyPoseModel.fit(shift_frames(deviations, shift)[train], drivers[train]), mean_pose=mean_pose,
         replay=deviations[train], fps=subject.fps,
-        mouth_speed=speech_mouth_speed(t.mouth_open[train], feats.vad[train] > 0.5), summary=summary)
+        mouth_speed=speech_mouth_speed(mouth_open[train], feats.vad[train] > 0.5), summary=summary,
+        av_offset=-shift)
 
 
 def speech_mouth_speed(mouth_open: np.ndarray, speaking: np.ndarray) -> float:
@@ -201,7 +213,7 @@ def _to_state(m: SubjectMotion, identity: dict) -> dict:
             "blinks": _tensors({k: v for k, v in m.blinks.arrays().items() if k != "fps"}),
             "pose": _tensors(m.pose.arrays()),
             "mean_pose": _tensors({"rotation": m.mean_pose.rotation, "translation": m.mean_pose.translation}),
-            "replay": torch.from_numpy(m.replay)}
+            "replay": torch.from_numpy(m.replay), "av_offset": m.av_offset}
 
 
 def _from_state(s: dict) -> SubjectMotion:
@@ -218,4 +230,4 @@ def _from_state(s: dict) -> SubjectMotion:
         blinks=BlinkModel(**_arrays(s["blinks"]), fps=float(s["fps"])),
         pose=ProsodyPoseModel(**_arrays(s["pose"])), mean_pose=MeanPose(**_arrays(s["mean_pose"])),
         replay=s["replay"].numpy(), fps=float(s["fps"]), mouth_speed=float(s["mouth_speed"]),
-        summary=dict(s["summary"]))
+        summary=dict(s["summary"]), av_offset=int(s["av_offset"]))

@@ -10,7 +10,10 @@ weights ``avatar/motion/prior.pt`` from ``../shared/data/multispeaker/``:
    span, weighted like the subject loss (:func:`avatar.motion.face.vertex_weights`);
    a PCA of all subjects' displacements gives :data:`PRIOR_DIMS` shared components;
 3. one :class:`~avatar.motion.predictor.AudioToExpression` learns the shared
-   coefficients from speaker-normalised features of every clip.
+   coefficients from speaker-normalised features of every clip, each clip's
+   mouth first moved into sync with its sound (:mod:`avatar.motion.sync`: seven
+   of the clips are 2-5 frames late, and a prior learnt from them as recorded
+   predicted people it never saw far worse, docs/motion.md).
 
 A subject uses it through :func:`prior_to_subject`: shared coefficients ->
 displacements at the subject's scale -> the subject's own expression
@@ -35,6 +38,7 @@ from avatar.motion.config import PredictorConfig
 from avatar.motion.face import vertex_weights
 from avatar.motion.features import normalised_features
 from avatar.motion.predictor import AudioToExpression
+from avatar.motion.sync import measure_offset, shift_frames
 from avatar.motion.train import TrainingData, train_predictor
 
 log = logging.getLogger(__name__)
@@ -125,20 +129,30 @@ def subject_predictor(prior: Prior, tracking) -> AudioToExpression:
     return net.eval()
 
 
-def build_prior(roots: list[Path], cfg: PredictorConfig, seed: int = 0) -> Prior:
-    """Shared PCA + a predictor trained on all subjects in ``roots`` (each one clip)."""
+def build_prior(roots: list[Path], cfg: PredictorConfig, seed: int = 0, align: bool = True) -> Prior:
+    """Shared PCA + a predictor trained on all subjects in ``roots`` (each one clip).
+
+    align: move each clip's mouth to its sound first (:mod:`avatar.motion.sync`), so the prior learns
+    speech in sync instead of a blur of the clips' offsets.
+    """
     from preprocess.subject import Subject
 
-    feats, disps, usable = [], [], []
+    feats, disps, usable, offsets = [], [], [], {}
     for root in roots:
         s = Subject(root)
         if s.audio_features is None:
             continue
-        feats.append(normalised_features(s.audio_features))
-        disps.append(shared_displacements(s.tracking).reshape(s.n_frames, -1))
         u = np.zeros(s.n_frames, bool)
         u[s.tracking.valid] = True
+        d = shared_displacements(s.tracking).reshape(s.n_frames, -1)
+        if align:
+            off = measure_offset(s.audio_features.phone_post, s.tracking.mouth_open, s.fps, u)
+            offsets[Path(root).name] = off.frames
+            move = off.correction(s.fps)
+            d, u = shift_frames(d, -move), shift_frames(u, -move, fill="zero")
         u[:10] = u[-10:] = False  # clips are joined end to end: keep windows off the joins
+        feats.append(normalised_features(s.audio_features))
+        disps.append(d)
         usable.append(u)
     allx = np.concatenate(disps)
     mean = allx.mean(0)
@@ -152,7 +166,7 @@ def build_prior(roots: list[Path], cfg: PredictorConfig, seed: int = 0) -> Prior
     data = TrainingData(x, targets, np.concatenate(usable), metric, 80, x.shape[1] // 83)
     predictor = train_predictor(data, cfg, seed=seed, desc="prior")
     summary = {"subjects": [Path(r).name for r in roots], "frames": int(len(x)), "explained_variance": explained,
-               "dims": PRIOR_DIMS}
+               "dims": PRIOR_DIMS, "offsets_frames": offsets}
     return Prior(predictor, basis.reshape(PRIOR_DIMS, -1, 3).astype(np.float32), summary)
 
 
