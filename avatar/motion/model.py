@@ -86,6 +86,9 @@ def train_motion(subject: Subject, cfg: MotionConfig) -> SubjectMotion:
     offset = measure_offset(feats.phone_post, t.mouth_open, subject.fps, usable) if cfg.sync else NO_OFFSET
     # every face track paired with the sound below is moved into sync with it (a clip in sync moves by 0)
     shift = -offset.correction(subject.fps)
+    if shift:
+        log.info("the video's sound is %.0f ms %s against its mouth: the mouth is learnt in sync with the sound",
+                 1000.0 * abs(offset.frames) / subject.fps, "late" if offset.frames > 0 else "early")
     expr, mouth_open = shift_frames(t.expr.astype(np.float32), shift), shift_frames(t.mouth_open, shift)
     usable = shift_frames(usable, shift, fill="zero")
     metric = weighted_metric(t.expr_basis, vertex_weights(t.mean_shape))

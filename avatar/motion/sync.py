@@ -2,8 +2,8 @@
 
 Many talking-head videos are not in sync: re-encoding, a separate microphone or
 an editor moves the sound by a few frames. Measured on the clips of
-``../shared/data`` (cnn2, may_5s and the 19 of ``multispeaker/``, 25 fps): about
-half peak at 0 or 1 frame, but may_5s, Kristi Noem, AOC and the Obama clips
+``../shared/data`` (cnn2, may_5s, trump_10s and the 19 of ``multispeaker/``):
+most peak at 0 or 1 frame, but may_5s, Kristi Noem, AOC and the Obama clips
 peak 2-4 frames (80-160 ms) late. A predictor trained on such a video learns
 the shift, and then speaks every new sound out of sync in the same way; a
 prior trained over many such clips learns a blur of them.
