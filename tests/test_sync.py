@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
@@ -50,8 +48,8 @@ def test_shift_features_moves_frame_and_high_rate_rows_together(may):
     assert np.array_equal(moved.mel[10], feats.mel[12])
     assert np.array_equal(moved.mel_hi[10 * r], feats.mel_hi[12 * r])
     assert np.array_equal(moved.vad[-1], feats.vad[-1])  # the end is held
-    ns = shift_features(SimpleNamespace(mel=feats.mel, mel_hi=feats.mel_hi, fps=25.0), -1)
-    assert np.array_equal(ns.mel[5], feats.mel[4]) and ns.fps == 25.0
+    back = shift_features(feats, -1)
+    assert np.array_equal(back.mel[5], feats.mel[4]) and np.array_equal(back.phone_post_hi[5 * r], feats.phone_post_hi[4 * r])
     assert shift_features(feats, 0) is feats
 
 

@@ -23,8 +23,7 @@ clip in sync keeps its own timing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, is_dataclass, replace
-from types import SimpleNamespace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -122,24 +121,17 @@ def shift_frames(x: np.ndarray, frames: int, fill: str = "edge") -> np.ndarray:
         return x.copy()
     n = len(x)
     idx = np.arange(n) + frames
-    out = x[np.clip(idx, 0, n - 1)].copy()
+    out = x[np.clip(idx, 0, n - 1)]  # a new array: indexing by a list copies
     if fill == "zero":
         out[(idx < 0) | (idx >= n)] = 0
     return out
 
 
 def shift_features(feats, frames: int):
-    """Frame-aligned audio features (preprocess's keys) with the sound moved ``frames`` earlier:
+    """A subject's :class:`~preprocess.subject_data.AudioFeatures` with the sound moved ``frames`` earlier:
     every per-frame array by ``frames``, every high-rate array by ``frames`` x its rows per frame."""
     if frames == 0:
         return feats
-    names = [f.name for f in fields(feats)] if is_dataclass(feats) else list(vars(feats))
-    n = len(feats.mel)
-    shifted = {}
-    for name in names:
-        value = getattr(feats, name)
-        if isinstance(value, np.ndarray) and value.ndim >= 1 and len(value) >= n and len(value) % n == 0:
-            shifted[name] = shift_frames(value, frames * (len(value) // n))
-        else:
-            shifted[name] = value
-    return replace(feats, **shifted) if is_dataclass(feats) else SimpleNamespace(**shifted)
+    r = feats.rows_per_frame
+    return replace(feats, **{name: shift_frames(value, frames * (r if len(value) != feats.n_frames else 1))
+                             for name, value in feats.arrays().items()})
