@@ -77,6 +77,28 @@ def test_the_linear_part_recovers_a_known_linear_map_and_keeps_windows_seamless(
     np.testing.assert_allclose(predict_clip(plain, x), _net_alone(model, x), atol=1e-5)
 
 
+def test_opening_metric_adds_the_lip_gap_direction_at_the_stated_scale():
+    """A known linear opening is recovered as the one added direction, scaled so that on the frames' spread
+    it weighs ``weight`` times the vertex error; weight 0 leaves the metric alone."""
+    from avatar.motion.face import opening_metric
+
+    rng = np.random.default_rng(5)
+    k = 6
+    expr = rng.normal(size=(300, k)) * rng.uniform(0.2, 3.0, k)
+    g = rng.normal(size=k)
+    opening = expr @ g + 0.3
+    a = rng.normal(size=(k, k))
+    metric = (a @ a.T).astype(np.float32)
+    out = opening_metric(expr, opening, metric, 2.0)
+    added = out.astype(np.float64) - metric
+    u, sv, _ = np.linalg.svd(added)
+    assert sv[1] < 1e-4 * sv[0]  # one direction
+    assert abs(abs(u[:, 0] @ g) / np.linalg.norm(g) - 1) < 1e-5  # the opening's
+    cov = np.cov(expr.T)
+    assert np.trace(added @ cov) == pytest.approx(2.0 * np.trace(metric @ cov), rel=1e-4)
+    assert opening_metric(expr, opening, metric, 0.0) is metric
+
+
 def _net_alone(model: AudioToExpression, x: np.ndarray) -> np.ndarray:
     blend = float(model.blend)
     model.blend.fill_(0.0)

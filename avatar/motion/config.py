@@ -29,6 +29,8 @@ class PredictorConfig:
     """Peak learning rate (one-cycle schedule)."""
     weight_decay: Annotated[float, Range(0.0, 10.0)] = 1e-2
     """AdamW weight decay."""
+    opening_weight: Annotated[float, Range(0.0, 100.0)] = 1.0
+    """Extra loss on the inner-lip opening, as a multiple of the vertex error (0 = vertex error only; cnn2, 3 folds: held-out opening correlation 0.574 -> 0.589)."""
     velocity_weight: Annotated[float, Range(0.0, 100.0)] = 1.0
     """Weight of the frame-to-frame change error against the per-frame error."""
     aug_vtlp: Annotated[float, Range(0.0, 0.5)] = 0.12

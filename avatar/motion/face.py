@@ -51,6 +51,34 @@ def weighted_metric(basis: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return (flat @ flat.T / max(weights.sum(), 1e-6)).astype(np.float32)
 
 
+def opening_metric(expr: np.ndarray, mouth_open: np.ndarray, metric: np.ndarray, weight: float) -> np.ndarray:
+    """(K, K) float32 ``metric`` plus ``weight`` times a squared error of the inner-lip opening.
+
+    The opening (inner-lip gap / mouth width, :func:`preprocess.face_model.mouth_openness`) is, over a
+    subject's frames, very nearly linear in the expression (cnn2: r = 0.996), so its error is the
+    projection of the coefficient error on one direction ``g`` and the term is ``weight * s * g g^T``,
+    with ``s`` making it ``weight`` times the vertex error on the frames' spread of expressions (so the
+    weight means the same for every subject). Why: in the vertex error the lip gap is a few of the
+    lower face's vertices, yet it is what people watch (and what ``mouth_corr`` measures).
+
+    Args:
+        expr: (F, K) the subject's tracked expressions (training frames).
+        mouth_open: (F,) their tracked opening.
+        metric: (K, K) :func:`weighted_metric`.
+    """
+    if weight == 0 or len(expr) <= expr.shape[1] + 1:
+        return metric
+    e = np.asarray(expr, np.float64)
+    design = np.concatenate([e, np.ones((len(e), 1))], axis=1)
+    g = np.linalg.lstsq(design, np.asarray(mouth_open, np.float64), rcond=None)[0][:-1]
+    cov = np.cov(e.T)
+    spread = float(g @ cov @ g)
+    if spread <= 0:
+        return metric
+    scale = float(np.trace(metric @ cov)) / spread
+    return (metric + weight * scale * np.outer(g, g)).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class EyelidModel:
     """Puts a given eye openness onto an expression without moving the rest of the face.

@@ -23,7 +23,7 @@ from avatar.core.errors import UserError
 from avatar.core.files import atomic_path, exclusive
 from avatar.motion.blinks import BlinkModel
 from avatar.motion.config import MotionConfig
-from avatar.motion.face import ChannelCalibration, EyelidModel, vertex_weights, weighted_metric
+from avatar.motion.face import ChannelCalibration, EyelidModel, opening_metric, vertex_weights, weighted_metric
 from avatar.motion.features import SpeakerLevels, normalised_features
 from avatar.motion.pose import MeanPose, ProsodyPoseModel, prosody_drivers, stabilise
 from avatar.motion.predictor import AudioToExpression
@@ -91,7 +91,8 @@ def train_motion(subject: Subject, cfg: MotionConfig) -> SubjectMotion:
                  1000.0 * abs(offset.frames) / subject.fps, "late" if offset.frames > 0 else "early")
     expr, mouth_open = shift_frames(t.expr.astype(np.float32), shift), shift_frames(t.mouth_open, shift)
     usable = shift_frames(usable, shift, fill="zero")
-    metric = weighted_metric(t.expr_basis, vertex_weights(t.mean_shape))
+    metric = opening_metric(expr[usable], mouth_open[usable],
+                            weighted_metric(t.expr_basis, vertex_weights(t.mean_shape)), cfg.predictor.opening_weight)
     data = TrainingData(x, expr, usable, metric, feats.mel.shape[1], feats.rows_per_frame)
     t0 = time.perf_counter()
     predictor = _predictor(data, cfg, t)

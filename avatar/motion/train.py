@@ -2,7 +2,8 @@
 
 The loss is the weighted mean squared *vertex* error of the predicted
 expression (lower face 1, upper face 0.3, eyes 0: blinks do not come from
-audio; :func:`avatar.motion.face.vertex_weights`), in mm^2, plus the same on
+audio; :func:`avatar.motion.face.vertex_weights`), in mm^2, with the inner-lip gap's
+error added to it (:func:`avatar.motion.face.opening_metric`; both live in the metric), plus the same on
 frame-to-frame changes (so the mouth keeps its speed instead of a smoothed
 average). Augmentations make other voices look like the subject's: a random
 vocal-tract-length warp of the mel axis, a random spectral tilt, pitch and
