@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from avatar.fit.audio_eval import speech_split
 from avatar.fit.metrics import FaceMetrics, mouth_corr, mouth_std_ratio, psnr
 from preprocess.subject import Subject
 from tests.conftest import data_file, video_frames
@@ -35,6 +36,16 @@ def test_mouth_tracks_correlation_and_amplitude():
     frozen = np.full_like(real, 2.0)
     assert mouth_corr(real, frozen) is None and mouth_std_ratio(real, frozen) == 0.0
     assert mouth_std_ratio(frozen, real) is None and mouth_std_ratio(real[:2], real[:2]) is None
+
+
+def test_speech_split_judges_only_the_frames_the_speech_sets():
+    # three speaking frames that follow the real mouth, two paused ones far off: the split sees only the first
+    rows = [{"lmd": 2.0, "open_real": 1.0, "open_rendered": 1.5}, {"lmd": 2.0, "open_real": 3.0, "open_rendered": 3.5},
+            {"lmd": 2.0, "open_real": 5.0, "open_rendered": 5.5}, {"lmd": 8.0, "open_real": 6.0, "open_rendered": 0.0},
+            {"lmd": 8.0, "open_real": 0.0, "open_rendered": 6.0}]
+    split = speech_split(rows, np.array([True, True, True, False, False]))
+    assert split == {"speech_frames": 3, "lmd_speech": 2.0, "mouth_corr_speech": 1.0}
+    assert speech_split(rows, np.zeros(5, bool)) == {"speech_frames": 0, "lmd_speech": None, "mouth_corr_speech": None}
 
 
 @pytest.mark.slow

@@ -184,6 +184,7 @@ def test_audio_driven_eval(may_motion, tmp_path):
     assert res["driver"] == "audio" and res["frames"] > 0
     assert res["psnr"] > 20 and res["mouth_corr"] is not None
     assert -1.0 <= res["mesh_mouth_corr"] <= 1.0 and res["mouth_std_ratio"] > 0.05  # the mouth moves
+    assert 0 < res["speech_frames"] <= res["frames"] and res["lmd_speech"] > 0  # may_5s speaks throughout
     assert res["motion_model"]["av_offset"]["correction_frames"] == 2  # may_5s's late sound, replayed as recorded
     assert (root / "fit" / "eval_audio.json").exists() and (root / "fit" / "eval_audio.mp4").stat().st_size > 0
     # another voice with a pause in it: 2.2 s of speech, 1.5 s of silence, 1 s of speech (the whole 9.6 s clip

@@ -10,6 +10,11 @@ Two settings:
   and ``mesh_mouth_corr``: the same of the predicted mesh's opening against the
   tracked mesh's, which tells the predictor's share of a low ``mouth_corr`` from the
   renderer's (on cnn2 the renders follow predicted and tracked meshes alike, 0.88).
+  ``speech_frames``, ``lmd_speech`` and ``mouth_corr_speech`` are the same over the
+  frames where the speech sets the mouth: not eased to rest in a long pause
+  (:func:`~avatar.motion.generate.silence_weight`). There a speaker also breathes
+  in, presses the lips or swallows, which no audio tells; the split shows how much
+  of ``lmd`` and ``mouth_corr`` is the predictor's and how much the pauses'.
   The motion model learns the mouth in sync with the sound; where the video's
   own sound is late or early (``motion_model.av_offset``, :mod:`avatar.motion.sync`),
   the predictor is given the validation sound moved by that offset, so the
@@ -41,7 +46,7 @@ from avatar.fit.video import SideBySideWriter
 from avatar.model.frame import render_frame
 from avatar.model.store import fit_dir, load_avatar
 from avatar.motion.config import MotionConfig
-from avatar.motion.generate import Controls, audio_features, motion_from_features
+from avatar.motion.generate import Controls, audio_features, motion_from_features, silence_weight
 from avatar.motion.model import load_or_train_motion
 from avatar.motion.sync import shift_features
 from preprocess.subject import Subject
@@ -84,9 +89,19 @@ def evaluate_audio_driven(root: str | Path, cfg: MotionConfig, *, audio: str | P
             if writer is not None:
                 writer.write(frame.image, rendered)
     result = summarise(rows)
+    speaking = silence_weight(feats.vad < 0.5, motion_model.fps, motion_model.predictor.lookahead)[val] == 0
     result.update(driver="audio", frames=len(rows), mesh_mouth_corr=_mesh_mouth_corr(motion.verts, t.verts, val),
-                  lookahead_ms=motion.meta["lookahead_ms"], motion_model=motion_model.summary)
+                  **speech_split(rows, speaking), lookahead_ms=motion.meta["lookahead_ms"],
+                  motion_model=motion_model.summary)
     return result
+
+
+def speech_split(rows: list[dict], speaking: np.ndarray) -> dict:
+    """``speech_frames``, ``lmd_speech`` and ``mouth_corr_speech``: the :func:`frame_metrics` ``rows`` where
+    (F,) bool ``speaking`` is set (None where there are too few of them to say)."""
+    part = summarise([r for r, s in zip(rows, speaking) if s]) if speaking.any() else {}
+    return {"speech_frames": int(speaking.sum()), "lmd_speech": part.get("lmd"),
+            "mouth_corr_speech": part.get("mouth_corr")}
 
 
 def _mesh_mouth_corr(predicted: np.ndarray, tracked: np.ndarray, frames: np.ndarray) -> float | None:
