@@ -131,3 +131,26 @@ def test_axis_angle_gradients_are_finite_at_no_rotation():
                                              torch.zeros(3, dtype=torch.float64))
     skew = torch.tensor([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]], dtype=torch.float64)
     assert torch.allclose(jac, -skew, atol=1e-12)
+
+
+def test_lip_edge_penalty_keeps_lip_gaussians_out_of_the_mouth_opening(face):
+    from avatar.model.lip_edge import LipEdges
+
+    edges = LipEdges(face[0].float(), FACES)
+    assert int(edges.has_edge.sum()) == 20  # the inner-lip loop's 20 edges, each on one triangle (a hole)
+    tri = int(torch.nonzero(edges.has_edge)[0, 0])
+    parent = torch.tensor([tri, tri])
+    quats = torch.tensor([[1.0, 0.0, 0.0, 0.0]] * 2)
+    thin = torch.full((2, 3), math.log(1e-3))
+    at_centroid = torch.zeros(2, 3)
+    assert float(edges.penalty(at_centroid, quats, thin, parent)) == 0.0  # small, and on the lip's side
+    wide = torch.full((2, 3), math.log(2.0))
+    assert float(edges.penalty(at_centroid, quats, wide, parent)) > 0.5  # a blob over the edge reaches across
+    across = (edges.point[tri] - 0.5 * edges.inward[tri]).repeat(2, 1)
+    means = torch.cat([across, torch.zeros(2, 1)], 1).requires_grad_(True)
+    penalty = edges.penalty(means, quats, thin, parent)
+    assert float(penalty) > 0.2
+    penalty.backward()
+    assert float((means.grad[:, :2] * edges.inward[tri]).sum()) < 0  # descent moves it back onto the lip
+    off_edge = torch.nonzero(~edges.has_edge)[0, 0].repeat(2)
+    assert float(edges.penalty(means.detach(), quats, wide, off_edge)) == 0.0  # other triangles are free

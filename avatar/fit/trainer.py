@@ -31,6 +31,7 @@ from avatar.fit.strategy import DensifyStrategy
 from avatar.model.frame import RenderedFrame, render_frame
 from avatar.model.gaussians import GROUPS, PARAMS, AvatarGaussians
 from avatar.model.init import init_avatar
+from avatar.model.lip_edge import LipEdges
 from avatar.model.store import deform_settings, model_from_state
 from preprocess.subject import Subject
 
@@ -62,6 +63,7 @@ class Trainer:
         self._torso = torch.from_numpy(subject.torso.affine)
         self.plate = torch.from_numpy(subject.background().astype(np.float32) / 255.0)
         self.frames = TrainingFrames(subject)
+        self._lip_edges = LipEdges(self.model.mean_shape, self.model.faces)
 
     def render(self, i: int) -> RenderedFrame:
         """Frame ``i`` at its tracked mesh and pose, over the background plate."""
@@ -78,6 +80,10 @@ class Trainer:
         out = self.render(i)
         offsets = self.model.deform.last_output if self.model.deform is not None else None
         terms = frame_loss(out.rgb, out.alpha, real, person, weight, out.scales, patch, cfg.loss, offsets)
+        if cfg.loss.lip_edge > 0:
+            f = self.model.face
+            terms = terms._replace(total=terms.total + cfg.loss.lip_edge * self._lip_edges.penalty(
+                f.means, f.quats, f.log_scales, f.parent))
         self.optimizer.zero_grad(set_to_none=True)
         self.strategy.step_pre_backward(out.meta, self.iteration)
         terms.total.backward()
