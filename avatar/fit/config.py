@@ -63,7 +63,8 @@ class LossConfig:
     lip_edge: Annotated[float, Range(0.0, 1000.0)] = 0.0
     """Weight of the lips' Gaussians reaching across the inner-lip edge into the mouth opening
     (:mod:`avatar.model.lip_edge`; trump_10s, fast preset, 6000 steps: 1 raised `mouth_std_ratio`
-    0.760 -> 0.864, `lmd` 1.09 -> 0.99, psnr 33.10 -> 33.09; off until measured on cnn2's default fit)."""
+    0.760 -> 0.864, `lmd` 1.09 -> 0.99; cnn2, default preset: 0.767 -> 0.733, `lmd` 1.52 -> 1.53, as other Gaussians reach
+    into the mesh's gap instead: off, docs/benchmarks.md)."""
 
 
 @dataclass
