@@ -63,7 +63,7 @@ class Trainer:
         self._torso = torch.from_numpy(subject.torso.affine)
         self.plate = torch.from_numpy(subject.background().astype(np.float32) / 255.0)
         self.frames = TrainingFrames(subject)
-        self._lip_edges = LipEdges(self.model.mean_shape, self.model.faces)
+        self._lip_edges = LipEdges(self.model.mean_shape, self.model.faces) if cfg.loss.lip_edge > 0 else None
 
     def render(self, i: int) -> RenderedFrame:
         """Frame ``i`` at its tracked mesh and pose, over the background plate."""
@@ -80,7 +80,7 @@ class Trainer:
         out = self.render(i)
         offsets = self.model.deform.last_output if self.model.deform is not None else None
         terms = frame_loss(out.rgb, out.alpha, real, person, weight, out.scales, patch, cfg.loss, offsets)
-        if cfg.loss.lip_edge > 0:
+        if self._lip_edges is not None:
             f = self.model.face
             terms = terms._replace(total=terms.total + cfg.loss.lip_edge * self._lip_edges.penalty(
                 f.means, f.quats, f.log_scales, f.parent))
